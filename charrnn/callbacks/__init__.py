@@ -1,0 +1,3 @@
+from charrnn.callbacks.text_samples import TextSamples
+
+__all__ = ["TextSamples"]

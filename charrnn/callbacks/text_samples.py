@@ -1,0 +1,44 @@
+"""Prints and logs a text sample every N training steps."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from charrnn.sampling import sample_text
+
+
+def as_markdown_code(text: str) -> str:
+    """TensorBoard renders text as markdown: indenting every line makes it a code block, shown verbatim."""
+    return "\n".join("    " + line for line in text.split("\n"))
+
+
+class TextSamples(L.Callback):
+    """Shows what the model writes as it trains.
+
+    Args:
+        every_n_steps: sample every this many optimizer steps; 0 turns sampling off.
+        length: characters per sample.
+        start_text: the prime ("" starts from a random character).
+        temperature: sampling temperature.
+        seed: sampling seed (added to the step), so samples are repeatable and training's random
+            stream is untouched.
+    """
+
+    def __init__(self, every_n_steps: int = 500, length: int = 300, start_text: str = "",
+                 temperature: float = 0.8, seed: int = 0) -> None:
+        self.every_n_steps, self.length, self.start_text = every_n_steps, length, start_text
+        self.temperature, self.seed = temperature, seed
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+        step = trainer.global_step
+        if not self.every_n_steps or step % self.every_n_steps:
+            return
+        text = sample_text(pl_module.net, pl_module.vocab, self.start_text, self.length,
+                           temperature=self.temperature, seed=self.seed + step)[0]
+        print(f"\n----- sample at step {step} -----\n{self.start_text}{text}\n-----", flush=True)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_text("samples", as_markdown_code(self.start_text + text), step)

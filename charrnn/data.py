@@ -1,0 +1,233 @@
+"""CharDataModule: torch-rnn's .h5/.json splits as contiguous streams for stateful truncated BPTT."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from functools import cached_property
+from pathlib import Path
+
+import h5py
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from charrnn.preprocess import preprocess, scan_sha256
+from charrnn.vocab import Vocab
+
+
+class SplitArray:
+    """One split of an .h5 file, memory-mapped when stored contiguously (torch-rnn's and ours are).
+
+    Opened lazily, so a DataLoader worker maps the file itself instead of receiving a copy.
+    """
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path, self.name = path, name
+        with h5py.File(path, "r") as f:
+            if name not in f:
+                raise ValueError(f"{path} has no dataset {name!r}; expected train, val and test (torch-rnn format)")
+            ds = f[name]
+            self.length, self.dtype, self.offset = len(ds), ds.dtype, ds.id.get_offset()
+        self._array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            if self.length == 0:
+                self._array = np.zeros(0, dtype=self.dtype)
+            elif self.offset is not None:
+                self._array = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=(self.length,))
+            else:  # chunked or compressed: read it once
+                with h5py.File(self.path, "r") as f:
+                    self._array = f[self.name][:]
+        return self._array
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_array": None}
+
+
+class StreamBatches(Dataset):
+    """Batch ``k`` of a split cut into contiguous rows, for stateful truncated BPTT.
+
+    With 2 rows (batch_size 2) and seq_length 3 the text ``abcdefghijklm`` becomes::
+
+        row 0: a b c | d e f        batch 0 = [abc, ghi]   targets [bcd, hij]
+        row 1: g h i | j k l        batch 1 = [def, jkl]   targets [efg, klm]
+
+    so row i of batch k+1 continues row i of batch k and the hidden state can be carried over.
+    Under DDP each rank owns ``batch_size`` rows of its own; every rank gets the same batch count.
+    Items are whole batches: use ``DataLoader(batch_size=None)``.
+    """
+
+    def __init__(self, split: SplitArray, batch_size: int, seq_length: int, rank: int = 0, world_size: int = 1) -> None:
+        self.split, self.seq_length = split, seq_length
+        rows = batch_size * world_size
+        # The last character is only ever a target, hence the -1.
+        self.row_length = (len(split) - 1) // rows // seq_length * seq_length if len(split) > 1 else 0
+        self.row_starts = np.arange(rank * batch_size, (rank + 1) * batch_size) * self.row_length
+        self.num_batches = self.row_length // seq_length
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= k < self.num_batches:
+            raise IndexError(k)
+        data, t = self.split.array, self.seq_length
+        window = np.stack([data[s + k * t : s + (k + 1) * t + 1] for s in self.row_starts])  # (B, T+1)
+        window = torch.from_numpy(window.astype(np.int64)) - 1  # on disk 1-based
+        return window[:, :-1], window[:, 1:]
+
+
+def fit_batch_size(length: int, batch_size: int, seq_length: int, world_size: int, what: str) -> int:
+    """The largest batch size ≤ ``batch_size`` that gives a split at least one batch (torch-rnn's rule)."""
+    fits = (length - 1) // (seq_length * world_size) if length > 1 else 0
+    if fits >= batch_size:
+        return batch_size
+    if fits == 0:
+        raise ValueError(
+            f"{what} has {length} characters, fewer than seq_length + 1 = {seq_length + 1} per process; "
+            "lower --data.seq_length or use a larger corpus (or larger --data.val_frac/--data.test_frac)"
+        )
+    rank_zero_warn(f"{what} has {length} characters: batch_size reduced from {batch_size} to {fits} for it")
+    return fits
+
+
+class CharDataModule(L.LightningDataModule):
+    """Character data from a text file (preprocessed once, redone when it changes) or a torch-rnn .h5/.json.
+
+    Args:
+        input_txt: the corpus. Its .h5/.json are written beside it (same stem) unless given below.
+        url: where to download ``input_txt`` from when it is missing.
+        input_h5: a preprocessed .h5 (torch-rnn's or ours); used as is when ``input_txt`` is absent.
+        input_json: the vocabulary that goes with ``input_h5``.
+        batch_size: number of contiguous streams per process.
+        seq_length: characters per stream per step (truncated BPTT length).
+        val_frac: fraction of the corpus held out for validation, after the training part.
+        test_frac: fraction held out for testing, at the end.
+        encoding: text codec of ``input_txt``, or ``bytes`` for one token per byte.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        input_txt: str | None = "data/tiny-shakespeare.txt",
+        url: str | None = None,
+        input_h5: str | None = None,
+        input_json: str | None = None,
+        batch_size: int = 50,
+        seq_length: int = 50,
+        val_frac: float = 0.1,
+        test_frac: float = 0.1,
+        encoding: str = "utf-8",
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if input_txt is None and (input_h5 is None or input_json is None):
+            raise ValueError("give --data.input_txt, or both --data.input_h5 and --data.input_json")
+        self.input_txt = Path(input_txt) if input_txt else None
+        stem = self.input_txt.with_suffix("") if self.input_txt else None
+        self.h5_path = Path(input_h5) if input_h5 else stem.with_suffix(".h5")
+        self.json_path = Path(input_json) if input_json else stem.with_suffix(".json")
+        self.url = url
+        self.batch_size, self.seq_length = batch_size, seq_length
+        self.val_frac, self.test_frac, self.encoding = val_frac, test_frac, encoding
+        self.num_workers = num_workers
+        self.datasets: dict[str, StreamBatches] = {}
+
+    # ---- files ------------------------------------------------------------------------------
+    def _download(self) -> None:
+        assert self.input_txt is not None
+        if not self.url:
+            raise FileNotFoundError(
+                f"--data.input_txt {self.input_txt} does not exist; put your corpus there, "
+                "or set --data.url to download it"
+            )
+        rank_zero_info(f"Downloading {self.url} to {self.input_txt}")
+        self.input_txt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.input_txt.with_name(f".{self.input_txt.name}.download-{os.getpid()}")
+        try:
+            with urllib.request.urlopen(self.url, timeout=60) as r, open(tmp, "wb") as f:
+                while block := r.read(1 << 20):
+                    f.write(block)
+            os.replace(tmp, self.input_txt)
+        except OSError as e:
+            raise FileNotFoundError(
+                f"--data.input_txt {self.input_txt} does not exist and downloading it from {self.url} failed ({e}); "
+                f"download it yourself and put it at {self.input_txt}"
+            ) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _is_current(self) -> bool:
+        """Whether the .h5/.json were made from the present ``input_txt`` with the present settings."""
+        if not (self.h5_path.is_file() and self.json_path.is_file()):
+            return False
+        try:
+            made = json.loads(self.json_path.read_text()).get("charrnn", {})
+        except (OSError, ValueError):
+            return False
+        wanted = {"encoding": self.encoding, "val_frac": self.val_frac, "test_frac": self.test_frac}
+        return all(made.get(k) == v for k, v in wanted.items()) and made.get("source_sha256") == scan_sha256(self.input_txt)
+
+    def prepare(self) -> None:
+        """Downloads and preprocesses as needed; safe to call again (and from several processes)."""
+        if self.input_txt is None:
+            return
+        if not self.input_txt.exists():
+            if self.h5_path.is_file() and self.json_path.is_file():
+                return  # only the preprocessed files were kept: use them
+            self._download()
+        if not self._is_current():
+            rank_zero_info(f"Preprocessing {self.input_txt} -> {self.h5_path}, {self.json_path}")
+            preprocess(self.input_txt, self.h5_path, self.json_path, self.val_frac, self.test_frac,
+                       self.encoding, quiet=True)
+
+    @cached_property
+    def vocab(self) -> list[str]:
+        """The tokens in index order; LightningCLI links this into the model."""
+        self.prepare()
+        return Vocab.load(self.json_path).tokens
+
+    # ---- Lightning hooks ----------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self.prepare()
+
+    def setup(self, stage: str) -> None:
+        self.prepare()
+        if not self.h5_path.is_file():
+            raise FileNotFoundError(f"--data.input_h5 {self.h5_path} does not exist")
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
+        for name in needed:
+            split = SplitArray(self.h5_path, name)
+            if name == "val" and len(split) == 0:
+                continue  # no validation split (val_frac 0): validation is skipped
+            batch = fit_batch_size(len(split), self.batch_size, self.seq_length, world, f"the {name} split of {self.h5_path}")
+            self.datasets[name] = StreamBatches(split, batch, self.seq_length, rank, world)
+
+    def _loader(self, name: str) -> DataLoader | list:
+        if name not in self.datasets:
+            return []
+        return DataLoader(self.datasets[name], batch_size=None, shuffle=False, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader | list:
+        return self._loader("test")

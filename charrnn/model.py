@@ -1,0 +1,125 @@
+"""CharRNN: the LightningModule that trains a CharRNNNet with stateful truncated BPTT."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from charrnn.net import CharRNNNet, ModelType, State, detach_state
+from charrnn.vocab import Vocab
+
+LN2 = math.log(2.0)
+
+
+class CharRNN(L.LightningModule):
+    """Character-level language model.
+
+    Args:
+        vocab: tokens in index order; taken from the data (linked by the CLI), stored in checkpoints.
+        model_type: ``lstm``, ``gru`` or ``rnn``.
+        wordvec_size: embedding width.
+        rnn_size: hidden units per layer.
+        num_layers: stacked recurrent layers.
+        dropout: dropout between layers and before the output layer.
+        learning_rate: Adam's peak learning rate.
+        weight_decay: AdamW weight decay (0 is plain Adam, as torch-rnn).
+        lr_schedule: ``step`` (× ``lr_decay_factor`` every ``lr_decay_every`` epochs, torch-rnn's),
+            ``cosine`` (warmup, then down to ``min_lr_ratio`` over the run) or ``constant``.
+        lr_decay_every: epochs between steps of the ``step`` schedule.
+        lr_decay_factor: multiplier at each step of the ``step`` schedule.
+        warmup_steps: linear warmup steps of the ``cosine`` schedule.
+        min_lr_ratio: final learning rate of the ``cosine`` schedule, relative to ``learning_rate``.
+    """
+
+    def __init__(
+        self,
+        vocab: list[str],
+        model_type: ModelType = "lstm",
+        wordvec_size: int = 64,
+        rnn_size: int = 128,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        learning_rate: float = 2e-3,
+        weight_decay: float = 0.0,
+        lr_schedule: Literal["step", "cosine", "constant"] = "step",
+        lr_decay_every: int = 5,
+        lr_decay_factor: float = 0.5,
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.vocab = Vocab(vocab)
+        self.net = CharRNNNet(len(self.vocab), model_type, wordvec_size, rnn_size, num_layers, dropout)
+        # Carried across batches; a plain attribute, never a buffer (DDP would broadcast rank 0's).
+        self.hidden: State | None = None
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        return self.net(x, state)
+
+    def _step(self, batch: tuple[Tensor, Tensor], state: State | None) -> tuple[Tensor, State]:
+        x, y = batch  # (B, T) each
+        logits, state = self.net(x, state)  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten()), detach_state(state)
+
+    def _log_loss(self, stage: str, loss: Tensor, **kwargs: bool) -> None:
+        self.log(f"{stage}/loss", loss, prog_bar=True, **kwargs)
+        self.log(f"{stage}/bpc", loss / LN2, **kwargs)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss, self.hidden = self._step(batch, self.hidden)
+        self._log_loss("train", loss)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        loss, self.eval_hidden = self._step(batch, self.eval_hidden)
+        self._log_loss("val", loss, sync_dist=True)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        loss, self.eval_hidden = self._step(batch, self.eval_hidden)
+        self._log_loss("test", loss, sync_dist=True)
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """Per-stream mean loss (nats/char) of each batch of the test split."""
+        x, y = batch
+        logits, self.eval_hidden = self.net(x, self.eval_hidden if batch_idx else None)
+        return F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(dim=1)
+
+    # The state starts fresh each epoch and around every evaluation, as in torch-rnn.
+    def on_train_epoch_start(self) -> None:
+        self.hidden = None
+
+    def _reset_eval(self) -> None:
+        self.eval_hidden: State | None = None
+
+    on_validation_epoch_start = on_test_epoch_start = on_predict_epoch_start = _reset_eval
+
+    def on_validation_epoch_end(self) -> None:
+        self.hidden = None
+
+    def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return shapes)
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "constant":
+            return optimizer
+        if hp.lr_schedule == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, hp.lr_decay_every, hp.lr_decay_factor)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("--model.lr_schedule cosine needs --trainer.max_steps or --trainer.max_epochs")
+        warmup = hp.warmup_steps
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,268 @@
+"""Text file -> torch-rnn's .h5/.json, streaming in two passes so memory stays flat.
+
+Pass 1 reads the file in chunks to find the vocabulary (in order of first occurrence) and the
+character count; pass 2 encodes it chunk by chunk into the train/val/test datasets. Both outputs
+are written to temporary files beside their targets and moved into place only when complete, so a
+crash or a bad input never destroys an existing pair.
+
+    python -m charrnn.preprocess --input_txt data/tiny-shakespeare.txt \\
+        --output_h5 data/tiny-shakespeare.h5 --output_json data/tiny-shakespeare.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import hashlib
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from charrnn.vocab import Vocab, byte_token
+
+CHUNK_BYTES = 8 << 20
+SPLITS = ("train", "val", "test")
+
+
+class PreprocessError(ValueError):
+    """A bad input or output named by its flag; the message says what to do."""
+
+
+@dataclass
+class Scan:
+    """What pass 1 learns about a file."""
+
+    units: list[int] = field(default_factory=list)  # code points (or byte values), first-occurrence order
+    total: int = 0
+    unknown: Counter[int] = field(default_factory=Counter)
+    sha256: str = ""
+
+
+def read_units(path: Path, encoding: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
+    """Yields the file as arrays of code points (``encoding="bytes"``: byte values).
+
+    Decoding is strict, with no newline translation (``\\r`` is a character, as in torch-rnn).
+    """
+    decoder = None if encoding == "bytes" else codecs.getincrementaldecoder(encoding)("strict")
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(chunk_bytes)
+            final = not raw
+            if decoder is None:
+                if final:
+                    return
+                yield np.frombuffer(raw, dtype=np.uint8)
+            else:
+                pending = len(decoder.getstate()[0])
+                try:
+                    text = decoder.decode(raw, final=final)
+                except UnicodeDecodeError as e:
+                    at = offset - pending + e.start
+                    raise PreprocessError(
+                        f"--input_txt {path} is not valid {encoding} at byte {at} ({e.reason}); "
+                        "fix the file, or pass --encoding bytes to model raw bytes"
+                    ) from None
+                if text:
+                    yield np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+                if final:
+                    return
+            offset += len(raw)
+
+
+def scan_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks; recorded in the .json to notice a changed corpus."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def scan(path: Path, encoding: str, vocab: Vocab | None) -> Scan:
+    """Pass 1: vocabulary in order of first occurrence (or unknowns of a given vocabulary)."""
+    result = Scan(sha256=scan_sha256(path))
+    seen: set[int] = set()
+    table = vocab.lookup_table() if vocab is not None else None
+    for units in read_units(path, encoding):
+        if table is not None:
+            known = (units < len(table)) & (table[np.minimum(units, len(table) - 1)] > 0)
+            result.total += int(known.sum())
+            result.unknown.update(units[~known].tolist())
+            continue
+        result.total += len(units)
+        values, first = np.unique(units, return_index=True)
+        new = [(int(i), int(v)) for v, i in zip(values, first) if int(v) not in seen]
+        for _, v in sorted(new):
+            seen.add(v)
+            result.units.append(v)
+    return result
+
+
+def split_sizes(total: int, val_frac: float, test_frac: float) -> tuple[int, int, int]:
+    """torch-rnn's split: val and test are truncated fractions, train is the rest."""
+    val, test = int(val_frac * total), int(test_frac * total)
+    return total - val - test, val, test
+
+
+def _temp_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.tmp-{os.getpid()}")
+
+
+def check_paths(input_txt: Path, output_h5: Path, output_json: Path) -> None:
+    """Fails before anything is written when a path is wrong."""
+    if not input_txt.is_file():
+        raise PreprocessError(f"--input_txt {input_txt} does not exist (or is not a file)")
+    if input_txt.stat().st_size == 0:
+        raise PreprocessError(f"--input_txt {input_txt} is empty; give a text file with at least 2 characters")
+    for flag, out in (("--output_h5", output_h5), ("--output_json", output_json)):
+        if out.resolve() == input_txt.resolve():
+            raise PreprocessError(f"{flag} {out} is the input file; choose another output path")
+        if not out.parent.is_dir():
+            raise PreprocessError(f"{flag} {out}: directory {out.parent} does not exist; create it first")
+        if not os.access(out.parent, os.W_OK):
+            raise PreprocessError(f"{flag} {out}: directory {out.parent} is not writable")
+    if output_h5.resolve() == output_json.resolve():
+        raise PreprocessError("--output_h5 and --output_json are the same file; give two paths")
+
+
+def preprocess(
+    input_txt: str | os.PathLike,
+    output_h5: str | os.PathLike,
+    output_json: str | os.PathLike,
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+    encoding: str = "utf-8",
+    vocab: Vocab | None = None,
+    unknown: str = "drop",
+    quiet: bool = False,
+) -> Vocab:
+    """Writes torch-rnn's .h5/.json for ``input_txt`` and returns the vocabulary.
+
+    Args:
+        input_txt: the text file.
+        output_h5: datasets ``train``, ``val``, ``test`` of 1-based indices (uint8 if ≤255 tokens).
+        output_json: ``token_to_idx`` and ``idx_to_token``.
+        val_frac: fraction of the characters for validation (taken after train).
+        test_frac: fraction for test (taken last).
+        encoding: a Python codec name (``utf-8``) or ``bytes`` for one token per byte.
+        vocab: reuse this vocabulary (e.g. to fine-tune a model) instead of building one.
+        unknown: with ``vocab``, ``drop`` leaves out characters outside it (reported with counts),
+            ``error`` refuses the file.
+        quiet: print nothing.
+    """
+    say = (lambda *a: None) if quiet else print
+    input_txt, output_h5, output_json = Path(input_txt), Path(output_h5), Path(output_json)
+    if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+        raise PreprocessError(f"--val_frac {val_frac} and --test_frac {test_frac} must be ≥0 and sum to less than 1")
+    if encoding != "bytes":
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise PreprocessError(f"--encoding {encoding} is not a known codec; use utf-8, latin-1, ... or bytes") from None
+    if unknown not in ("drop", "error"):
+        raise PreprocessError(f"--unknown {unknown}: choose drop or error")
+    check_paths(input_txt, output_h5, output_json)
+
+    found = scan(input_txt, encoding, vocab)
+    if vocab is None:
+        spell = byte_token if encoding == "bytes" else chr
+        vocab = Vocab([spell(u) for u in found.units])
+    if found.unknown:
+        shown = ", ".join(f"{_show(u, encoding)}×{n}" for u, n in found.unknown.most_common(20))
+        message = f"{sum(found.unknown.values())} characters of --input_txt {input_txt} are not in --vocab: {shown}"
+        if unknown == "error":
+            raise PreprocessError(message + "; pass --unknown drop to leave them out")
+        say(message + " (left out)")
+    if found.total < 2:
+        raise PreprocessError(f"--input_txt {input_txt} has {found.total} usable characters; at least 2 are needed")
+
+    sizes = split_sizes(found.total, val_frac, test_frac)
+    dtype = np.uint8 if len(vocab) <= 255 else np.uint32
+    say(f"Total vocabulary size: {len(vocab)}")
+    say(f"Total tokens in file: {found.total}")
+    for label, size in zip(("Training", "Val", "Test"), sizes):
+        say(f"  {label} size: {size}")
+    say(f"Using dtype {np.dtype(dtype).name}")
+
+    tmp_h5, tmp_json = _temp_path(output_h5), _temp_path(output_json)
+    try:
+        _write_h5(tmp_h5, input_txt, encoding, vocab, sizes, dtype)
+        meta = vocab.to_json_dict()
+        meta["charrnn"] = {
+            "source_sha256": found.sha256,
+            "encoding": encoding,
+            "val_frac": val_frac,
+            "test_frac": test_frac,
+            "splits": dict(zip(SPLITS, sizes)),
+        }
+        with open(tmp_json, "w") as f:
+            json.dump(meta, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_h5, output_h5)
+        os.replace(tmp_json, output_json)
+    finally:
+        for tmp in (tmp_h5, tmp_json):
+            tmp.unlink(missing_ok=True)
+    return vocab
+
+
+def _show(unit: int, encoding: str) -> str:
+    return byte_token(unit) if encoding == "bytes" else repr(chr(unit))
+
+
+def _write_h5(path: Path, input_txt: Path, encoding: str, vocab: Vocab, sizes: tuple[int, ...], dtype: type) -> None:
+    """Pass 2: encodes the file chunk by chunk into contiguous datasets."""
+    table = vocab.lookup_table()
+    with ExitStack() as stack:
+        f = stack.enter_context(h5py.File(path, "w", track_order=False))
+        datasets = [f.create_dataset(name, shape=(size,), dtype=dtype) for name, size in zip(SPLITS, sizes)]
+        split, pos = 0, 0
+        for units in read_units(input_txt, encoding):
+            ids = table[np.minimum(units, len(table) - 1)] * (units < len(table))
+            ids = ids[ids > 0].astype(dtype, copy=False)  # drops unknowns (only possible with --vocab)
+            while len(ids):
+                while split < len(sizes) and pos == sizes[split]:
+                    split, pos = split + 1, 0
+                take = min(len(ids), sizes[split] - pos)
+                datasets[split][pos : pos + take] = ids[:take]
+                pos, ids = pos + take, ids[take:]
+        f.flush()
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m charrnn.preprocess", description=__doc__.split("\n\n")[0])
+    p.add_argument("--input_txt", required=True, help="text file to read")
+    p.add_argument("--output_h5", required=True, help="HDF5 file to write (train/val/test datasets)")
+    p.add_argument("--output_json", required=True, help="vocabulary JSON to write")
+    p.add_argument("--val_frac", type=float, default=0.1)
+    p.add_argument("--test_frac", type=float, default=0.1)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--encoding", default="utf-8", help="utf-8 (or any Python codec), or bytes")
+    p.add_argument("--vocab", help="reuse this torch-rnn/charrnn vocabulary JSON (e.g. to fine-tune)")
+    p.add_argument("--unknown", default="drop", choices=("drop", "error"),
+                   help="with --vocab: leave out characters outside it (reported) or refuse the file")
+    args = p.parse_args(argv)
+    try:
+        vocab = Vocab.load(args.vocab) if args.vocab else None
+        preprocess(args.input_txt, args.output_h5, args.output_json, args.val_frac, args.test_frac,
+                   args.encoding, vocab, args.unknown, args.quiet)
+    except (PreprocessError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

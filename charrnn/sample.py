@@ -1,0 +1,85 @@
+"""Generate text from a checkpoint: ``python sample.py --ckpt PATH [--start_text ...] [--length N]``.
+
+Flag names follow torch-rnn's sample.lua; ``--sample 0`` takes the most likely character each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from charrnn.checkpoint import CheckpointError, load_model
+from charrnn.sampling import sample
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python sample.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", required=True, help="a .ckpt written by training")
+    p.add_argument("--length", type=int, default=2000, help="new characters to generate")
+    p.add_argument("--start_text", default="", help="prime text")
+    p.add_argument("--start_file", help="read the prime from this file (long or multi-line primes)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--sample", type=int, choices=(0, 1), default=1, help="1 samples, 0 takes the argmax")
+    p.add_argument("--top_k", type=int, help="sample among the k most likely characters")
+    p.add_argument("--top_p", type=float, help="sample among the most likely characters holding probability p")
+    p.add_argument("--num_samples", type=int, default=1, help="samples generated together as one batch")
+    p.add_argument("--seed", type=int, help="makes the output repeatable")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--include_start", action=argparse.BooleanOptionalAction, default=True,
+                   help="echo the start text before the generated text")
+    args = p.parse_args(argv)
+    if args.length < 0:
+        p.error(f"--length {args.length} must be ≥0")
+    if args.num_samples < 1:
+        p.error(f"--num_samples {args.num_samples} must be ≥1")
+    if args.temperature < 0:
+        p.error(f"--temperature {args.temperature} must be ≥0")
+    if args.top_k is not None and args.top_k < 1:
+        p.error(f"--top_k {args.top_k} must be ≥1")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        p.error(f"--top_p {args.top_p} must be in (0, 1]")
+    if args.start_file:
+        if args.start_text:
+            p.error("give --start_text or --start_file, not both")
+        try:
+            args.start_text = Path(args.start_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            p.error(f"--start_file {args.start_file}: {e}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda message, *a, **k: f"warning: {message}\n"
+    try:
+        net, vocab = load_model(args.ckpt, args.device)
+    except CheckpointError as e:
+        print(f"error: --ckpt {e}", file=sys.stderr)
+        return 2
+    temperature = args.temperature if args.sample else 0.0
+    out = sys.stdout
+    stream = sample(net, vocab, args.start_text, args.length, temperature, args.top_k, args.top_p,
+                    args.num_samples, args.seed)
+    if args.num_samples == 1:  # stream characters as they come
+        if args.include_start:
+            out.write(args.start_text)
+        for pieces in stream:
+            out.write(pieces[0])
+            out.flush()
+        out.write("\n")
+        return 0
+    texts = ["".join(column) for column in zip(*stream)] or [""] * args.num_samples
+    for i, text in enumerate(texts):
+        out.write(f"===== sample {i + 1} =====\n{args.start_text if args.include_start else ''}{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

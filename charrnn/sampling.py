@@ -1,0 +1,129 @@
+"""Text generation: the one sampling function used by sample.py, the training callback and the server."""
+
+from __future__ import annotations
+
+import codecs
+import warnings
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from charrnn.net import CharRNNNet
+from charrnn.vocab import Vocab
+
+
+def pick(
+    logits: Tensor,
+    temperature: float | Tensor = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Next token per row of ``logits`` (B, V) -> (B,).
+
+    A temperature of 0 (per row, when a (B,) tensor is given) takes the most likely token; ``top_k``
+    keeps the k most likely tokens, ``top_p`` the smallest set whose probability reaches p.
+    """
+    t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device).reshape(-1, 1)  # (B|1, 1)
+    scores = logits.float() / t.float().clamp_min(1e-6)
+    if top_k is not None and 0 < top_k < scores.size(-1):
+        kth = scores.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p is not None and 0 < top_p < 1:
+        sorted_scores, order = scores.sort(dim=-1, descending=True)
+        probs = sorted_scores.softmax(dim=-1)
+        drop = probs.cumsum(dim=-1) - probs >= top_p  # the most likely token always stays
+        scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
+    sampled = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+    return torch.where(t.squeeze(1) <= 0, logits.argmax(dim=-1), sampled)
+
+
+@torch.no_grad()
+def generate(
+    net: CharRNNNet,
+    prime: Tensor,
+    steps: int,
+    temperature: float | Tensor = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[Tensor]:
+    """Yields ``steps`` new tokens (B,) one step at a time after the primes (B, P) of 0-based indices.
+
+    With an empty prime (P = 0) the first token is drawn uniformly, as torch-rnn does.
+    """
+    batch = prime.size(0)
+    if prime.size(1):
+        logits, state = net(prime)
+        logits = logits[:, -1]  # (B, V)
+    else:
+        logits, state = torch.zeros(batch, net.head.out_features, device=prime.device), None
+    for step in range(steps):
+        token = pick(logits, temperature, top_k, top_p, generator)
+        yield token
+        if step + 1 < steps:
+            logits, state = net(token[:, None], state)
+            logits = logits[:, -1]
+
+
+def encode_prime(vocab: Vocab, start_text: str) -> list[int]:
+    """The prime as indices; characters outside the vocabulary are replaced by their other-case form
+    when the vocabulary has it, and left out otherwise, with a warning naming them."""
+    unknown = vocab.unknown(start_text)
+    if unknown:
+        shown = ", ".join(f"{u!r}×{n}" for u, n in unknown.most_common(10))
+        warnings.warn(f"start text has characters outside the model's vocabulary: {shown}; "
+                      "replaced by their other case where known, otherwise left out", stacklevel=3)
+    return vocab.encode(start_text, unknown="drop")
+
+
+def sample(
+    net: CharRNNNet,
+    vocab: Vocab,
+    start_text: str = "",
+    length: int = 200,
+    temperature: float | Sequence[float] = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num_samples: int = 1,
+    seed: int | None = None,
+) -> Iterator[list[str]]:
+    """Streams ``num_samples`` continuations of ``start_text``, as one batch: yields the new text
+    of each sample after every step (an empty string while a byte-level model is mid-character).
+
+    Args:
+        temperature: one for all samples or one per sample; 0 is argmax.
+        seed: makes the text repeatable; None draws from torch's global generator.
+    """
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+    prime = torch.tensor([encode_prime(vocab, start_text)] * num_samples, dtype=torch.long, device=device)
+    prime = prime.reshape(num_samples, -1)
+    temps = torch.tensor(temperature, dtype=torch.float, device=device) if not isinstance(temperature, float | int) \
+        else float(temperature)
+    decoders = [codecs.getincrementaldecoder("utf-8")("replace") for _ in range(num_samples)]
+    try:
+        for token in generate(net, prime, length, temps, top_k, top_p, generator):
+            ids = token.tolist()
+            if vocab.byte_level:
+                yield [d.decode(vocab.decode_bytes([i])) for d, i in zip(decoders, ids)]
+            else:
+                yield [vocab.tokens[i] for i in ids]
+        if vocab.byte_level:
+            tails = [d.decode(b"", final=True) for d in decoders]
+            if any(tails):
+                yield tails
+    finally:
+        net.train(was_training)
+
+
+def sample_text(net: CharRNNNet, vocab: Vocab, start_text: str = "", length: int = 200, **kwargs) -> list[str]:
+    """The whole continuations of :func:`sample` (without the start text)."""
+    pieces: list[list[str]] = list(sample(net, vocab, start_text, length, **kwargs))
+    return ["".join(column) for column in zip(*pieces)] if pieces else [""] * kwargs.get("num_samples", 1)

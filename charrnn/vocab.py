@@ -1,0 +1,142 @@
+"""The character vocabulary and its torch-rnn JSON form.
+
+In memory tokens are 0-based; on disk (torch-rnn's .h5/.json) they are 1-based. A vocabulary is
+either one token per Unicode character, or (torch-rnn's ``--encoding bytes``) one token per byte,
+where bytes above 127 are spelled ``"[N]"`` in the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+UnknownPolicy = Literal["error", "drop"]
+_BYTE_TOKEN = re.compile(r"^\[(\d{3})\]$")
+
+
+def byte_token(b: int) -> str:
+    """torch-rnn's spelling of one byte as a token (``"[200]"`` above 127)."""
+    return chr(b) if b < 128 else f"[{b}]"
+
+
+def _unit_value(token: str) -> int:
+    """Code point of a character token, or the byte value of a ``"[N]"`` token."""
+    return int(token[1:-1]) if len(token) > 1 else ord(token)
+
+
+class Vocab:
+    """Maps tokens to 0-based indices and text to index arrays and back.
+
+    Args:
+        tokens: token strings in index order (index 0 is torch-rnn's index 1).
+    """
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self.tokens: list[str] = list(tokens)
+        self.index: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.index) != len(self.tokens):
+            raise ValueError("vocabulary has duplicate tokens")
+        # A byte vocabulary spells high bytes as "[N]"; a character vocabulary has single characters.
+        self.byte_level = any(len(t) > 1 for t in self.tokens)
+        for t in self.tokens:
+            if len(t) != 1 and not (_BYTE_TOKEN.match(t) and 127 < int(t[1:-1]) < 256):
+                raise ValueError(f"token {t!r} is neither one character nor a byte written as [N]")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.tokens == other.tokens
+
+    def __repr__(self) -> str:
+        return f"Vocab({len(self)} tokens{', bytes' if self.byte_level else ''})"
+
+    # ---- text <-> indices -------------------------------------------------------------------
+    def _units(self, text: str) -> list[str]:
+        """The token strings that spell ``text`` (characters, or bytes for a byte vocabulary)."""
+        if self.byte_level:
+            return [byte_token(b) for b in text.encode("utf-8")]
+        return list(text)
+
+    def unknown(self, text: str) -> Counter[str]:
+        """Counts of the characters (or bytes) of ``text`` that are not in the vocabulary."""
+        return Counter(u for u in self._units(text) if u not in self.index)
+
+    def encode(self, text: str, unknown: UnknownPolicy = "error") -> list[int]:
+        """0-based indices of ``text``.
+
+        Args:
+            text: the text to encode.
+            unknown: ``"error"`` raises on a token outside the vocabulary; ``"drop"`` replaces it
+                with its other-case form when that is known (``"Q"`` for a lowercase model becomes
+                ``"q"``) and leaves it out otherwise. Use :meth:`unknown` to report what happens.
+        """
+        out: list[int] = []
+        for u in self._units(text):
+            i = self.index.get(u)
+            if i is None and unknown == "drop":
+                i = self.index.get(u.swapcase()) if len(u) == 1 else None
+                if i is None:
+                    continue
+            elif i is None:
+                raise KeyError(f"character {u!r} is not in the vocabulary")
+            out.append(i)
+        return out
+
+    def decode(self, indices: Iterable[int]) -> str:
+        """Text of 0-based ``indices``; a byte vocabulary decodes UTF-8 with replacement."""
+        if self.byte_level:
+            return self.decode_bytes(indices).decode("utf-8", errors="replace")
+        return "".join(self.tokens[i] for i in indices)
+
+    def decode_bytes(self, indices: Iterable[int]) -> bytes:
+        """The bytes of 0-based ``indices`` of a byte vocabulary."""
+        return bytes(_unit_value(self.tokens[i]) for i in indices)
+
+    # ---- torch-rnn JSON -----------------------------------------------------------------------
+    def to_json_dict(self) -> dict[str, dict[str, int] | dict[str, str]]:
+        return {
+            "token_to_idx": {t: i + 1 for i, t in enumerate(self.tokens)},
+            "idx_to_token": {str(i + 1): t for i, t in enumerate(self.tokens)},
+        }
+
+    @classmethod
+    def from_json_dict(cls, data: dict, source: str = "vocabulary") -> Vocab:
+        """Reads torch-rnn's ``idx_to_token`` (or ``token_to_idx``); indices must be 1..V."""
+        if "idx_to_token" in data:
+            pairs = {int(k): v for k, v in data["idx_to_token"].items()}
+        elif "token_to_idx" in data:
+            pairs = {int(v): k for k, v in data["token_to_idx"].items()}
+        else:
+            raise ValueError(f"{source}: no idx_to_token or token_to_idx key; is this a torch-rnn vocabulary?")
+        if sorted(pairs) != list(range(1, len(pairs) + 1)):
+            raise ValueError(f"{source}: token indices must be 1..{len(pairs)} without gaps")
+        return cls([pairs[i] for i in range(1, len(pairs) + 1)])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Vocab:
+        path = Path(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"vocabulary file {path} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"vocabulary file {path} is not valid JSON: {e}") from None
+        return cls.from_json_dict(data, source=str(path))
+
+    # ---- lookup tables for fast bulk encoding --------------------------------------------------
+    def lookup_table(self) -> np.ndarray:
+        """1-based index by code point (or byte value); 0 marks an unknown unit."""
+        size = 256 if self.byte_level else max((ord(t) for t in self.tokens), default=0) + 1
+        table = np.zeros(size, dtype=np.uint32)
+        for i, t in enumerate(self.tokens):
+            table[_unit_value(t)] = i + 1
+        return table

@@ -1,0 +1,8 @@
+"""Generate text from a checkpoint: ``python sample.py --ckpt checkpoints/shakespeare/last.ckpt``."""
+
+import sys
+
+from charrnn.sample import main
+
+if __name__ == "__main__":
+    sys.exit(main())
