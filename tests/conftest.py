@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny corpora written on the fly, and the one way to reach the real corpus."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS_NAME = "tiny-shakespeare.txt"
+
+TINY_TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+    "All:\nSpeak, speak.\n\n"
+    "First Citizen:\nYou are all resolved rather to die than to famish?\n\n"
+) * 40
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    """A small English text (about 5 kB) in a fresh directory."""
+    path = tmp_path / "tiny.txt"
+    path.write_text(TINY_TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shakespeare_path() -> Path:
+    """tiny-shakespeare from data/ (CI copies it there; `make train` downloads it).
+
+    Fails, never skips, when it is missing: a test that needs real text must not pass without it.
+    """
+    for candidate in (ROOT / "data" / CORPUS_NAME, ROOT.parent / "shared" / "data" / CORPUS_NAME):
+        if candidate.is_file():
+            return candidate
+    pytest.fail(f"{CORPUS_NAME} not found in data/; copy or download it there first")
+
+
+@pytest.fixture
+def shakespeare(tmp_path: Path, shakespeare_path: Path) -> Path:
+    """A private copy of tiny-shakespeare, so tests can write .h5/.json beside it."""
+    return Path(shutil.copy(shakespeare_path, tmp_path / CORPUS_NAME))
