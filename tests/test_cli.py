@@ -1,0 +1,125 @@
+"""The real commands, end to end: fit -> checkpoints -> validate/test/predict -> sample.py."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn.checkpoint import load_model
+from charrnn.cli import cli_main
+from tests.conftest import ROOT
+
+DEBUG = str(ROOT / "configs" / "debug.yaml")
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A debug run on a tiny corpus through `python train.py fit`; returns its working directory."""
+    from tests.conftest import TINY_TEXT
+
+    work = tmp_path_factory.mktemp("run")
+    (work / "tiny.txt").write_text(TINY_TEXT)
+    proc = run([str(ROOT / "train.py"), "fit", "--config", DEBUG, "--data.input_txt", "tiny.txt",
+                "--data.url", "null"], work)
+    assert "----- sample at step 15 -----" in proc.stdout
+    return work
+
+
+def test_fit_writes_the_configured_checkpoints(trained):
+    names = sorted(p.name for p in (trained / "checkpoints" / "debug").iterdir())
+    assert {"last.ckpt", "step=10.ckpt", "step=20.ckpt", "step=30.ckpt"} <= set(names)
+    best = [n for n in names if n.startswith("best-")]
+    assert len(best) == 2 and all("-val_loss=" in n for n in best)
+
+
+def test_every_checkpoint_loads_safely_and_carries_the_vocabulary(trained):
+    for path in (trained / "checkpoints" / "debug").glob("*.ckpt"):
+        ckpt = torch.load(path, weights_only=True)
+        assert ckpt["hyper_parameters"]["vocab"] == sorted(set(ckpt["hyper_parameters"]["vocab"]), key=ckpt["hyper_parameters"]["vocab"].index)
+        assert "C" in ckpt["hyper_parameters"]["vocab"] and ckpt["global_step"] > 0
+
+
+def test_logs_go_to_tensorboard(trained):
+    version = trained / "lightning_logs" / "version_0"
+    assert (version / "config.yaml").is_file() and list(version.glob("events.out.tfevents.*"))
+    assert "vocab:" in (version / "hparams.yaml").read_text()
+
+
+def test_sample_py_is_repeatable_with_a_seed(trained):
+    ckpt = str(trained / "checkpoints" / "debug" / "last.ckpt")
+    args = [str(ROOT / "sample.py"), "--ckpt", ckpt, "--length", "60", "--start_text", "All:", "--seed", "5"]
+    first = run(args, trained).stdout
+    assert first.startswith("All:") and len(first.rstrip("\n")) == 64
+    assert run(args, trained).stdout == first
+    other = run([*args[:-1], "6"], trained).stdout
+    assert other != first
+    greedy = run([str(ROOT / "sample.py"), "--ckpt", ckpt, "--length", "20", "--sample", "0"], trained).stdout
+    assert len(greedy) == 21
+
+
+def test_sample_py_explains_a_bad_checkpoint(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    proc = subprocess.run([sys.executable, str(ROOT / "sample.py"), "--ckpt", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "bad.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+def test_other_subcommands_run_from_a_checkpoint(trained, command, monkeypatch):
+    monkeypatch.chdir(trained)
+    cli = cli_main([command, "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+                    "--ckpt_path", "checkpoints/debug/last.ckpt", "--trainer.logger", "false"])
+    if command == "predict":
+        assert cli.trainer.predict_loop.predictions
+    else:
+        assert math.isfinite(cli.trainer.callback_metrics[f"{'val' if command == 'validate' else 'test'}/loss"])
+
+
+def test_a_small_model_overfits_a_tiny_corpus(tmp_path, monkeypatch):
+    from tests.conftest import TINY_TEXT
+
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    monkeypatch.chdir(tmp_path)
+    counts = Counter(TINY_TEXT)
+    unigram = -sum(c / len(TINY_TEXT) * math.log(c / len(TINY_TEXT)) for c in counts.values())
+    cli = cli_main(["fit", "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+                    "--trainer.max_steps", "150", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+                    "--trainer.callbacks", "[]", "--model.rnn_size", "64", "--model.learning_rate", "0.01",
+                    "--model.lr_schedule", "constant"])
+    final = float(cli.trainer.callback_metrics["train/loss"])
+    assert final < 0.35 * unigram, (final, unigram)
+
+
+def test_print_config_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["fit", "--config", DEBUG, "--print_config"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "rnn_size: 32" in out and "lr_schedule: step" in out and "vocab" not in out.split("model:")[1].split("data:")[0]
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_every_shipped_config_parses(config, capsys):
+    """Overlays (all but the two complete configs) are stacked on the default experiment."""
+    path = str(ROOT / "configs" / config)
+    base = [] if config in ("shakespeare.yaml", "debug.yaml") else ["--config", str(ROOT / "configs" / "shakespeare.yaml")]
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["fit", *base, "--config", path, "--print_config"])
+    assert exit_.value.code == 0 and "trainer:" in capsys.readouterr().out
+
+
+def test_load_model_rebuilds_from_the_checkpoint_alone(trained):
+    net, vocab = load_model(trained / "checkpoints" / "debug" / "last.ckpt")
+    assert net.rnn.hidden_size == 32 and len(vocab) == net.head.out_features

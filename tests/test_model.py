@@ -1,0 +1,74 @@
+"""The network and the carried hidden state of stateful truncated BPTT."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from charrnn.model import CharRNN, zero_some_rows
+from charrnn.net import CharRNNNet
+
+VOCAB = list("abcdefgh")
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn"])
+def test_shapes_for_every_cell(model_type):
+    net = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=6, num_layers=2, dropout=0.1)
+    logits, state = net(torch.randint(0, 8, (3, 5)))
+    assert logits.shape == (3, 5, 8)
+    first = state[0] if model_type == "lstm" else state
+    assert first.shape == (2, 3, 6)
+
+
+def test_unknown_cell_is_named():
+    with pytest.raises(ValueError, match="model_type 'transformer'"):
+        CharRNNNet(8, "transformer")  # type: ignore[arg-type]
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randint(0, len(VOCAB), (2, 4))
+    return x, x.roll(-1, dims=1)
+
+
+def test_state_is_carried_detached_and_reset_where_torch_rnn_resets_it():
+    model = CharRNN(VOCAB, rnn_size=8, num_layers=1, wordvec_size=4)
+    model.on_train_epoch_start()
+    assert model.hidden is None
+    model.training_step(batch(), 0)
+    carried = model.hidden
+    assert carried is not None and not any(s.requires_grad for s in carried)
+    model.training_step(batch(), 1)
+    assert not torch.equal(model.hidden[0], carried[0])  # it moved on from the carried state
+    model.on_validation_epoch_start()
+    model.validation_step(batch(), 0)
+    assert model.eval_hidden is not None and model.hidden is not None  # validation has its own state
+    model.on_validation_epoch_end()
+    assert model.hidden is None
+    model.training_step(batch(), 2)
+    model.on_train_epoch_start()
+    assert model.hidden is None
+
+
+def test_the_carried_state_changes_the_loss():
+    torch.manual_seed(0)
+    model = CharRNN(VOCAB, rnn_size=8, num_layers=1, wordvec_size=4)
+    b = batch()
+    fresh, _ = model._step(b, None)
+    model.training_step(batch(), 0)
+    carried, _ = model._step(b, model.hidden)
+    assert not torch.isclose(fresh, carried)
+
+
+def test_zero_some_rows():
+    h = (torch.ones(2, 1000, 3), torch.ones(2, 1000, 3))
+    assert torch.equal(zero_some_rows(h, 0.0)[0], h[0])
+    assert zero_some_rows(h, 1.0)[1].abs().sum() == 0
+    kept = zero_some_rows(h, 0.5)
+    rows = kept[0][0, :, 0]
+    assert 350 < rows.sum() < 650 and torch.equal(kept[0][1, :, 0], rows) and torch.equal(kept[1][0, :, 0], rows)
+
+
+def test_hidden_state_is_not_a_buffer():
+    model = CharRNN(VOCAB)
+    model.training_step(batch(), 0)
+    assert not list(model.buffers()) and "hidden" not in model.state_dict()

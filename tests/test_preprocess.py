@@ -1,0 +1,210 @@
+"""Preprocessing: torch-rnn's exact format, determinism, and bad inputs that must not destroy anything."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from charrnn.preprocess import main, preprocess
+from charrnn.vocab import Vocab
+
+
+def torch_rnn_reference(text: str, val_frac: float = 0.1, test_frac: float = 0.1) -> tuple[dict, list[np.ndarray]]:
+    """What torch-rnn's scripts/preprocess.py computes, character by character (the oracle)."""
+    token_to_idx: dict[str, int] = {}
+    for ch in text:
+        if ch not in token_to_idx:
+            token_to_idx[ch] = len(token_to_idx) + 1
+    total = len(text)
+    val, test = int(val_frac * total), int(test_frac * total)
+    train = total - val - test
+    dtype = np.uint8 if len(token_to_idx) <= 255 else np.uint32
+    ids = np.array([token_to_idx[ch] for ch in text], dtype=dtype)
+    return token_to_idx, [ids[:train], ids[train : train + val], ids[train + val :]]
+
+
+def run(tmp_path: Path, text: str | bytes, *args: str) -> tuple[int, Path, Path]:
+    src = tmp_path / "in.txt"
+    src.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    h5, js = tmp_path / "out.h5", tmp_path / "out.json"
+    code = main(["--input_txt", str(src), "--output_h5", str(h5), "--output_json", str(js), "--quiet", *args])
+    return code, h5, js
+
+
+def read_h5(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        return {k: f[k][:] for k in f}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "To be, or not to be:\r\nthat is the question.\n" * 30,
+        "naïve café 😀 𝔘𝔫𝔦 — \u00a0 end",
+        "".join(chr(c) for c in range(0x4E00, 0x4E00 + 300)) * 2,  # >255 tokens: uint32
+    ],
+)
+def test_same_arrays_and_vocabulary_as_torch_rnn(tmp_path, text):
+    code, h5, js = run(tmp_path, text)
+    assert code == 0
+    token_to_idx, splits = torch_rnn_reference(text)
+    data = read_h5(h5)
+    for name, expected in zip(("train", "val", "test"), splits):
+        assert data[name].dtype == expected.dtype
+        np.testing.assert_array_equal(data[name], expected)
+    meta = json.loads(js.read_text())
+    assert meta["token_to_idx"] == token_to_idx
+    assert meta["idx_to_token"] == {str(i): t for t, i in token_to_idx.items()}
+
+
+def test_vocabulary_of_255_tokens_is_uint8_and_256_is_uint32(tmp_path):
+    for size, dtype in ((255, np.uint8), (256, np.uint32), (257, np.uint32)):
+        text = "".join(chr(0x100 + i) for i in range(size))
+        code, h5, _ = run(tmp_path, text, "--val_frac", "0", "--test_frac", "0")
+        assert code == 0
+        train = read_h5(h5)["train"]
+        assert train.dtype == dtype and train.max() == size and train.min() == 1
+
+
+def test_chunk_boundaries_do_not_matter(tmp_path, monkeypatch):
+    """A tiny chunk size splits multi-byte characters across reads; the result must not change."""
+    text = "héllo wörld 😀 " * 50
+    _, h5, js = run(tmp_path, text)
+    expected = (read_h5(h5), js.read_text())
+    monkeypatch.setattr("charrnn.preprocess.CHUNK_BYTES", 7)
+    _, h5, js = run(tmp_path, text)
+    got = read_h5(h5)
+    assert js.read_text() == expected[1]
+    for name in expected[0]:
+        np.testing.assert_array_equal(got[name], expected[0][name])
+
+
+def test_deterministic_bytes(tmp_path):
+    text = "Deterministic output, please.\n" * 100
+    _, h5, js = run(tmp_path, text)
+    first = (h5.read_bytes(), js.read_bytes())
+    os.utime(tmp_path / "in.txt", (0, 0))  # a different mtime must not matter either
+    _, h5, js = run(tmp_path, text)
+    assert (h5.read_bytes(), js.read_bytes()) == first
+
+
+def test_bytes_encoding_like_torch_rnn(tmp_path):
+    text = "café\n".encode("utf-8") + b"\xff\x00raw"
+    code, h5, js = run(tmp_path, text, "--encoding", "bytes", "--val_frac", "0", "--test_frac", "0")
+    assert code == 0
+    meta = json.loads(js.read_text())
+    assert meta["token_to_idx"]["[195]"] == 4 and meta["token_to_idx"]["[255]"] == 7
+    vocab = Vocab.load(js)
+    assert vocab.byte_level
+    ids = read_h5(h5)["train"].astype(int) - 1
+    assert vocab.decode_bytes(ids) == text
+
+
+def test_bom_and_crlf_are_characters(tmp_path):
+    code, h5, js = run(tmp_path, "\ufeffa\r\nb")
+    assert code == 0
+    assert list(json.loads(js.read_text())["token_to_idx"]) == ["\ufeff", "a", "\r", "\n", "b"]
+
+
+def test_invalid_utf8_names_the_byte_offset(tmp_path, capsys):
+    code, h5, js = run(tmp_path, b"good text \xe9 more")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--input_txt" in err and "byte 10" in err and "--encoding bytes" in err
+    assert not h5.exists() and not js.exists()
+
+
+def test_invalid_utf8_offset_across_chunks(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("charrnn.preprocess.CHUNK_BYTES", 4)
+    code, *_ = run(tmp_path, "éééé".encode() + b"\xff")
+    assert code == 2 and "byte 8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", [b"", b"x"])
+def test_empty_or_one_character_input(tmp_path, capsys, text):
+    code, h5, _ = run(tmp_path, text)
+    assert code == 2 and "--input_txt" in capsys.readouterr().err and not h5.exists()
+
+
+def test_whitespace_only_input_is_fine(tmp_path):
+    code, h5, _ = run(tmp_path, " \n\t \n" * 10)
+    assert code == 0 and read_h5(h5)["train"].size == 40
+
+
+def test_missing_input_names_the_flag(tmp_path, capsys):
+    code = main(["--input_txt", str(tmp_path / "nope.txt"), "--output_h5", str(tmp_path / "a.h5"),
+                 "--output_json", str(tmp_path / "a.json")])
+    assert code == 2 and "--input_txt" in capsys.readouterr().err
+
+
+def test_output_equal_to_input_is_refused_and_input_untouched(tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_text("precious text\n")
+    code = main(["--input_txt", str(src), "--output_h5", str(src), "--output_json", str(tmp_path / "o.json")])
+    assert code == 2 and "--output_h5" in capsys.readouterr().err
+    assert src.read_text() == "precious text\n"
+
+
+def test_missing_parent_directory(tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_text("some text\n")
+    code = main(["--input_txt", str(src), "--output_h5", str(tmp_path / "no" / "o.h5"),
+                 "--output_json", str(tmp_path / "o.json")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_failed_run_keeps_the_previous_pair(tmp_path):
+    _, h5, js = run(tmp_path, "first version of the corpus\n")
+    before = (h5.read_bytes(), js.read_bytes())
+    code, h5, js = run(tmp_path, b"broken \xff corpus")
+    assert code == 2
+    assert (h5.read_bytes(), js.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.h5", "out.json"]  # no temp files left
+
+
+def test_reuse_a_vocabulary_drops_unknown_characters(tmp_path, capsys):
+    vocab = preprocess_vocab(tmp_path, "abc \n")
+    src = tmp_path / "new.txt"
+    src.write_text("abcXa bé\n")
+    out = preprocess(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab)
+    assert out == vocab
+    assert "'X'×1" in capsys.readouterr().out
+    assert vocab.decode(read_h5(tmp_path / "n.h5")["train"].astype(int) - 1) == "abca b\n"
+    with pytest.raises(ValueError, match="--unknown drop"):
+        preprocess(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab, unknown="error")
+
+
+def preprocess_vocab(tmp_path: Path, text: str) -> Vocab:
+    src = tmp_path / "vocab-source.txt"
+    src.write_text(text)
+    return preprocess(src, tmp_path / "v.h5", tmp_path / "v.json", 0, 0, quiet=True)
+
+
+def test_prints_sizes_like_torch_rnn(tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_text("abcdefghij" * 10)
+    preprocess(src, tmp_path / "o.h5", tmp_path / "o.json")
+    out = capsys.readouterr().out
+    for line in ("Total vocabulary size: 10", "Total tokens in file: 100", "  Training size: 80",
+                 "  Val size: 10", "  Test size: 10", "Using dtype uint8"):
+        assert line in out.splitlines()
+
+
+def test_loads_a_file_written_by_torch_rnn(tmp_path):
+    """torch-rnn wrote its arrays with h5py's create_dataset(data=...) and json.dump of both maps."""
+    text = "Lo! a torch-rnn file.\n"
+    token_to_idx, splits = torch_rnn_reference(text, 0.1, 0.1)
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        for name, arr in zip(("train", "val", "test"), splits):
+            f.create_dataset(name, data=arr)
+    (tmp_path / "t.json").write_text(json.dumps(
+        {"idx_to_token": {str(i): t for t, i in token_to_idx.items()}, "token_to_idx": token_to_idx}))
+    from charrnn.data import SplitArray
+
+    vocab = Vocab.load(tmp_path / "t.json")
+    assert vocab.decode(SplitArray(tmp_path / "t.h5", "train").array.astype(int) - 1) == text[: len(splits[0])]
