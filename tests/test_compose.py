@@ -1,0 +1,133 @@
+"""compose.yaml, compose.gpu.yaml, the Dockerfile and .dockerignore, checked without a Docker engine.
+
+The files are validated against the Compose Specification's JSON schema, which check-jsonschema
+ships (Apache-2.0, its licence beside it in that package), so the check runs offline.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from importlib.resources import files
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILES = ("compose.yaml", "compose.gpu.yaml")
+DATA_MOUNT = "${DATA_DIR:-./data}:/data"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.protocols.Validator:
+    schema = json.loads((files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_files_follow_the_specification(validator: jsonschema.protocols.Validator, name: str) -> None:
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(load(name))]
+    assert not errors, f"{name} breaks the Compose Specification:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("services", "serve", "ports"), "127.0.0.1:8080:8080"),  # a list is required
+        (("services", "train", "deploy"), {"resources": {"reservations": {"gpus": "all"}}}),  # unknown key
+        (("services", "tensorboard", "comand"), ["tensorboard"]),  # misspelt key
+    ],
+)
+def test_the_schema_rejects_broken_files(validator: jsonschema.protocols.Validator, path: tuple, value: object) -> None:
+    broken = copy.deepcopy(load("compose.yaml"))
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert not validator.is_valid(broken)
+
+
+def test_every_service_shares_the_data_directory() -> None:
+    services = load("compose.yaml")["services"]
+    assert set(services) == {"preprocess", "train", "sample", "serve", "tensorboard"}
+    for name, service in services.items():
+        assert DATA_MOUNT in service["volumes"], name
+        assert service["working_dir"] == "/data", name
+        assert service["image"] == "charrnn:cpu", name
+
+
+def flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+@pytest.mark.parametrize("service, port", [("serve", "8080"), ("tensorboard", "6006")])
+def test_servers_listen_in_the_container_and_publish_on_loopback(service: str, port: str) -> None:
+    spec = load("compose.yaml")["services"][service]
+    assert flag(spec["command"], "--host") == "0.0.0.0"  # the default 127.0.0.1 is unreachable from the host
+    assert flag(spec["command"], "--port") == port
+    assert spec["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert "profiles" not in spec  # `docker compose up` starts it
+
+
+def test_jobs_stay_out_of_compose_up() -> None:
+    services = load("compose.yaml")["services"]
+    for name in ("preprocess", "train", "sample"):
+        assert services[name]["profiles"] == ["jobs"], name
+
+
+def test_gpu_override_reserves_gpus_for_training_on_the_cuda_image() -> None:
+    train = load("compose.gpu.yaml")["services"]["train"]
+    assert train["image"] == "charrnn:cuda"
+    assert train["build"]["args"]["TORCH_INDEX"] == "https://pypi.org/simple"
+    (device,) = train["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [tuple(line.split(None, 1)) for line in lines]
+
+
+def test_container_paths_exist_in_the_image() -> None:
+    """Every /app/... file that a compose command names is copied into /app by the Dockerfile."""
+    copied = set()
+    workdir = ""
+    for op, rest in dockerfile_instructions():
+        if op == "WORKDIR":
+            workdir = rest
+        elif op == "COPY" and not rest.startswith("--from") and workdir == "/app":
+            *sources, _ = rest.split()
+            copied.update(sources)
+    for name, service in load("compose.yaml")["services"].items():
+        for arg in service["command"]:
+            if arg.startswith("/app/"):
+                relative = arg.removeprefix("/app/")
+                assert (ROOT / relative).is_file(), f"{name}: {arg} has no {relative} in the repository"
+                assert relative in copied or relative.split("/")[0] in copied, f"{name}: {arg} is not copied to /app"
+
+
+def test_image_is_pinned_and_runs_as_a_user() -> None:
+    instructions = dockerfile_instructions()
+    bases = [rest.split()[0] for op, rest in instructions if op == "FROM"]
+    assert bases and all(re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base) for base in bases), bases
+    users = [rest for op, rest in instructions if op == "USER"]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+
+
+def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
+    ignored = {line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")}
+    assert {".git", ".venv", "data", "checkpoints", "lightning_logs"} <= ignored
+    for op, rest in dockerfile_instructions():
+        if op == "COPY" and not rest.startswith("--from"):
+            *sources, _ = rest.split()
+            assert not set(sources) & ignored, f"COPY {rest} copies what .dockerignore leaves out"
