@@ -1,0 +1,124 @@
+"""``python -m charrnn.serve --ckpt PATH [--host 127.0.0.1] [--port 8080]``: the autocomplete server.
+
+Speaks torch-rnn-server's protocol for the rnn-writer editor plugin (``GET /generate``), a JSON API
+(``POST /v1/generate``, docs at ``/docs``) and serves a writing page at ``/write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+import torch
+import uvicorn
+
+from charrnn.checkpoint import CheckpointError
+from charrnn.server.app import create_app
+from charrnn.server.loading import load_served_model
+from charrnn.server.options import DEFAULT_TEMPERATURES, CompletionRule, Limits
+
+
+def _temperatures(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values or any(t < 0 for t in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least one temperature, each ≥0")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m charrnn.serve", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="the model: a .ckpt written by training")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 exposes the server to "
+                                                        "the network (it has no authentication)")
+    p.add_argument("--port", type=int, default=8080, help="port (rnn-writer's default is 8080)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch threads per generation; requests run side by side on --workers threads instead")
+    p.add_argument("--cors-origins", default="", help="comma-separated origins whose pages may call the server "
+                                                      "(e.g. http://localhost:3000); none by default")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+    rule = p.add_argument_group("completion rule of GET /generate (defaults: torch-rnn-server's)")
+    d = CompletionRule()
+    rule.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=d.lowercase,
+                      help="lowercase the prime (turn off for a model trained on mixed case)")
+    rule.add_argument("--collapse-whitespace", action=argparse.BooleanOptionalAction, default=d.collapse_whitespace,
+                      help="turn runs of whitespace in the prime into one space")
+    rule.add_argument("--temperatures", type=_temperatures, default=DEFAULT_TEMPERATURES, metavar="T,T,...",
+                      help="each completion samples at one of these, drawn at random")
+    rule.add_argument("--stop-chars", default=d.stop_chars, help="a completion ends at one of these characters ...")
+    rule.add_argument("--stop-after-words", type=int, default=d.stop_after_words,
+                      help="... once it has more than this many words")
+    rule.add_argument("--max-chars", type=int, default=d.max_chars, help="a completion ends at this length anyway")
+    rule.add_argument("--min-words", type=int, default=d.min_words, help="shorter completions are sampled again")
+    rule.add_argument("--max-words", type=int, default=d.max_words, help="longer completions are sampled again")
+    rule.add_argument("--max-attempts", type=int, default=d.max_attempts,
+                      help="batches sampled per request before answering with what there is")
+    rule.add_argument("--oversample", type=float, default=d.oversample,
+                      help="rows per batch for each missing completion (spares replace rejected ones)")
+
+    lim = p.add_argument_group("limits")
+    d2 = Limits()
+    lim.add_argument("--max-n", type=int, default=d2.max_n, help="most completions per request (n is capped)")
+    lim.add_argument("--default-n", type=int, default=d2.default_n, help="completions when GET /generate has no n")
+    lim.add_argument("--max-start-text", type=int, default=d2.max_start_text,
+                     help="longest prime accepted, in characters; longer ones are answered with 413")
+    lim.add_argument("--prime-window", type=int, default=d2.prime_window,
+                     help="only the last this many characters of the prime are fed to the model")
+    lim.add_argument("--max-length", type=int, default=d2.max_length, help="largest length of POST /v1/generate")
+    lim.add_argument("--deadline", type=float, default=d2.deadline,
+                     help="seconds of sampling per request; then it answers with what it has")
+    lim.add_argument("--workers", type=int, default=d2.workers, help="generations running at the same time")
+    lim.add_argument("--max-pending", type=int, default=d2.max_pending,
+                     help="generations running or waiting; more are answered with 503 at once")
+    lim.add_argument("--max-request-bytes", type=int, default=d2.max_request_bytes,
+                     help="largest request line, headers or body")
+    return p
+
+
+def _pick(args: argparse.Namespace, cls: type) -> dict[str, object]:
+    return {f.name: getattr(args, f.name) for f in fields(cls)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rule, limits = CompletionRule(**_pick(args, CompletionRule)), Limits(**_pick(args, Limits))
+    except ValueError as e:
+        parser.error(str(e))
+    if not 0 <= args.port < 65536:
+        parser.error(f"--port {args.port} must be between 0 and 65535")
+    if args.torch_threads < 1:
+        parser.error(f"--torch-threads {args.torch_threads} must be ≥1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    try:
+        model = load_served_model(args.ckpt, args.device)
+    except CheckpointError as e:
+        print(f"error: --ckpt {e}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.torch_threads)
+    origins = tuple(o.strip() for o in args.cors_origins.split(",") if o.strip())
+    app = create_app(model, rule, limits, origins)
+    info = model.describe()
+    print(f"charrnn: {info['model_type']} {info['num_layers']}x{info['rnn_size']}, {info['vocab_size']} tokens, "
+          f"from {args.ckpt}; writing page at http://{args.host}:{args.port}/write", file=sys.stderr, flush=True)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level=args.log_level,
+        http="h11", h11_max_incomplete_event_size=limits.max_request_bytes,
+        # Connections beyond this get uvicorn's own 503; requests beyond --max-pending get ours.
+        limit_concurrency=max(64, 4 * limits.max_pending), timeout_keep_alive=5,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The server's pure parts: query decoding, the percent-encoded echo, the completion rule, its bounds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from charrnn.net import CharRNNNet
+from charrnn.server.generation import Draft, _settled, complete, continue_text, fit_to_vocab, legacy_prime
+from charrnn.server.loading import ServedModel
+from charrnn.server.options import CompletionRule, Limits
+from charrnn.server.query import QueryError, encode_uri_component, read_generate_query
+from charrnn.vocab import Vocab
+
+
+def query(raw: str, max_n: int = 10) -> tuple[str, str, int]:
+    q = read_generate_query(raw.encode("ascii"), max_n=max_n, default_n=1, max_start_text=100)
+    return q.start_text, q.echo, q.n
+
+
+def test_echo_is_what_encode_uri_component_makes():
+    # Values from JavaScript: encodeURIComponent("100% sure ü!*'()~-_.;/?:@&=+$,#")
+    assert encode_uri_component("100% sure ü!*'()~-_.;/?:@&=+$,#") == \
+        "100%25%20sure%20%C3%BC!*'()~-_.%3B%2F%3F%3A%40%26%3D%2B%24%2C%23"
+    assert encode_uri_component("😀\r\n\x00") == "%F0%9F%98%80%0D%0A%00"
+
+
+def test_query_decoding_and_echo():
+    assert query("start_text=100%25%20sure&n=3") == ("100% sure", "100%25%20sure", 3)
+    assert query("start_text=a+b") == ("a b", "a%20b", 1)  # form encoding: + is a space
+    assert query("start_text=%ZZ%2") == ("%ZZ%2", "%25ZZ%252", 1)  # a stray % stands for itself
+    assert query("start_text=&n=10") == ("", "", 10)
+    assert query("n=2&start_text=x&other=1") == ("x", "x", 2)
+
+
+@pytest.mark.parametrize("n, expected", [("11", 10), ("1000000000", 10), ("9" * 5000, 10), ("007", 7), ("%35", 5)])
+def test_large_n_is_capped(n, expected):
+    assert query(f"start_text=a&n={n}")[2] == expected
+
+
+@pytest.mark.parametrize("raw, words", [
+    ("start_text=a&n=abc", "n='abc'"), ("start_text=a&n=0", "n='0'"), ("start_text=a&n=-1", "n='-1'"),
+    ("start_text=a&n=1.5", "n='1.5'"), ("start_text=a&n=1e9", "n='1e9'"), ("start_text=a&n=", "n=''"),
+    ("start_text=a&n=1&n=2", "n is given 2 times"), ("start_text=a&start_text=b", "start_text is given 2"),
+    ("n=2", "start_text is missing"), ("start_text=%FF", "byte 0xFF"), ("start_text=%C3", "byte 0xC3"),
+])
+def test_bad_queries_name_the_parameter(raw, words):
+    with pytest.raises(QueryError, match=words.replace("(", r"\(")) as e:
+        query(raw)
+    assert e.value.status == 400
+
+
+def test_too_long_start_text_is_413():
+    for raw in ("start_text=" + "a" * 101, "start_text=" + "%C3%A9" * 101, "start_text=" + "a" * 5000):
+        with pytest.raises(QueryError, match="--max-start-text") as e:
+            query(raw)
+        assert e.value.status == 413
+    assert len(query("start_text=" + "%C3%A9" * 100)[0]) == 100
+
+
+def test_fit_to_vocab_and_legacy_prime():
+    vocab = Vocab(list("abc .\n"))
+    assert fit_to_vocab(vocab, "AbXé\x00c") == ("abc", {"X": 1, "é": 1, "\x00": 1})
+    rule = CompletionRule()
+    assert legacy_prime(vocab, "A  B\r\n\tC. é", rule, 100) == "a b c. "
+    assert legacy_prime(vocab, "abc abc", rule, 3) == "abc"
+    raw = CompletionRule(lowercase=False, collapse_whitespace=False)
+    assert legacy_prime(Vocab(list("aAb \n")), "A  b\r\n", raw, 100) == "A  b\n"
+
+
+def feed(rule: CompletionRule, text: str) -> Draft:
+    d = Draft(rule)
+    d.add(text)
+    return d
+
+
+def test_draft_follows_torch_rnn_servers_rule():
+    rule = CompletionRule()
+    assert not feed(rule, "one two. three").done  # a stop character needs more than 3 words first
+    d = feed(rule, "one two three four. five")
+    assert d.done and d.accepted and d.text == "one two three four."
+    assert feed(rule, "a" * 140 + "b").text == "a" * 140  # 140 characters at most ...
+    assert not feed(rule, "a" * 140).accepted  # ... and 1 word is too few
+    long = feed(rule, "w " * 21)  # more than 20 words: rejected as soon as it is known
+    assert long.done and not long.accepted and long.words == 21
+    custom = feed(CompletionRule(stop_chars="\n", stop_after_words=0, min_words=1), "hi there\nmore")
+    assert custom.accepted and custom.text == "hi there\n"
+
+
+def test_completions_are_taken_in_row_order_not_finishing_order():
+    rule = CompletionRule()
+    done, open_ = feed(rule, "a b c d."), feed(rule, "a b")
+    assert not _settled([open_, done], 1)  # row 0 may still be accepted: wait for it
+    assert _settled([done, open_], 1)
+    assert _settled([feed(rule, "w " * 21), done, open_], 1)
+    assert not _settled([feed(rule, "w " * 21), done, open_], 2)
+
+
+@pytest.fixture
+def random_model() -> Iterator[ServedModel]:
+    """An untrained model, sampled on one thread as the server does (tiny batches gain nothing from more)."""
+    torch.manual_seed(0)
+    vocab = Vocab(list("abcdefgh .!?\n"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield ServedModel(CharRNNNet(len(vocab), "lstm", 8, 16, 1).eval(), vocab, "random")
+    torch.set_num_threads(threads)
+
+
+def test_generation_always_ends_at_the_attempt_cap(random_model):
+    never = CompletionRule(min_words=50, max_words=60, max_attempts=2)  # no completion can be accepted
+    started = time.monotonic()
+    assert complete(random_model, "abc", 10, never, deadline=30.0, seed=1) == []
+    assert time.monotonic() - started < 10
+
+
+def test_generation_always_ends_at_the_deadline(random_model):
+    never = CompletionRule(min_words=50, max_words=60, max_attempts=10**9)
+    started = time.monotonic()
+    assert complete(random_model, "abc", 10, never, deadline=0.3, seed=1) == []
+    assert time.monotonic() - started < 3
+    out = continue_text(random_model, "abc", 2, 10**6, 1.0, None, None, 0, (), deadline=0.3)
+    assert [c.finish_reason for c in out] == ["deadline", "deadline"] and len(out[0].text) > 0
+    assert time.monotonic() - started < 6
+
+
+def test_continuations_are_seeded_and_cut_before_stop_strings(random_model):
+    a = continue_text(random_model, "ab", 3, 80, 1.0, None, None, 5, (), 10.0)
+    assert a == continue_text(random_model, "ab", 3, 80, 1.0, None, None, 5, (), 10.0)
+    assert a != continue_text(random_model, "ab", 3, 80, 1.0, None, None, 6, (), 10.0)
+    assert all(c.finish_reason == "length" and len(c.text) == 80 for c in a)
+    cut = continue_text(random_model, "ab", 3, 80, 1.0, None, None, 5, ("a", "b"), 10.0)
+    for full, short in zip(a, cut, strict=True):
+        stop_at = min(i for i in (full.text.find("a"), full.text.find("b")) if i >= 0)
+        assert short.text == full.text[:stop_at] and short.finish_reason == "stop"
+
+
+def test_legacy_completions_are_repeatable_by_seed(random_model):
+    rule = CompletionRule(min_words=1, stop_after_words=0)
+    assert complete(random_model, "ab", 4, rule, 10.0, 3) == complete(random_model, "ab", 4, rule, 10.0, 3)
+
+
+@pytest.mark.parametrize("bad", [dict(default_n=11), dict(workers=4, max_pending=2), dict(deadline=0),
+                                 dict(max_request_bytes=10)])
+def test_inconsistent_limits_are_refused_naming_the_flag(bad):
+    with pytest.raises(ValueError, match="--"):
+        Limits(**bad)
