@@ -28,7 +28,8 @@ import numpy as np
 
 from charrnn.vocab import Vocab, byte_token
 
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 2 << 20  # bytes read at a time; memory use is a small multiple of this
+BLOCK = 1 << 16
 SPLITS = ("train", "val", "test")
 
 
@@ -87,23 +88,32 @@ def scan_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def unit_space(encoding: str) -> int:
+    """How many distinct units a file can hold: bytes, or Unicode code points."""
+    return 256 if encoding == "bytes" else 0x110000
+
+
 def scan(path: Path, encoding: str, vocab: Vocab | None) -> Scan:
     """Pass 1: vocabulary in order of first occurrence (or unknowns of a given vocabulary)."""
     result = Scan(sha256=scan_sha256(path))
-    seen: set[int] = set()
-    table = vocab.lookup_table() if vocab is not None else None
+    space = unit_space(encoding)
+    table = vocab.lookup_table(space) if vocab is not None else None
+    seen = np.zeros(space, dtype=bool)
     for units in read_units(path, encoding):
         if table is not None:
-            known = (units < len(table)) & (table[np.minimum(units, len(table) - 1)] > 0)
-            result.total += int(known.sum())
+            known = table[units] > 0
+            result.total += int(np.count_nonzero(known))
             result.unknown.update(units[~known].tolist())
             continue
         result.total += len(units)
-        values, first = np.unique(units, return_index=True)
-        new = [(int(i), int(v)) for v, i in zip(values, first) if int(v) not in seen]
-        for _, v in sorted(new):
-            seen.add(v)
-            result.units.append(v)
+        # Small blocks keep the search for new units cheap: after the first few, almost none are new.
+        for start in range(0, len(units), BLOCK):
+            fresh = units[start : start + BLOCK]
+            fresh = fresh[~seen[fresh]]  # in order of position
+            if fresh.size:
+                values, first = np.unique(fresh, return_index=True)
+                result.units.extend(int(v) for v in values[np.argsort(first)])
+                seen[values] = True
     return result
 
 
@@ -171,6 +181,8 @@ def preprocess(
     if unknown not in ("drop", "error"):
         raise PreprocessError(f"--unknown {unknown}: choose drop or error")
     check_paths(input_txt, output_h5, output_json)
+    if vocab is not None and vocab.byte_level and encoding != "bytes":
+        raise PreprocessError("--vocab is a byte vocabulary (tokens like [195]); pass --encoding bytes")
 
     found = scan(input_txt, encoding, vocab)
     if vocab is None:
@@ -195,7 +207,7 @@ def preprocess(
 
     tmp_h5, tmp_json = _temp_path(output_h5), _temp_path(output_json)
     try:
-        _write_h5(tmp_h5, input_txt, encoding, vocab, sizes, dtype)
+        _write_h5(tmp_h5, input_txt, encoding, vocab, sizes, dtype, drop_unknown=bool(found.unknown))
         meta = vocab.to_json_dict()
         meta["charrnn"] = {
             "source_sha256": found.sha256,
@@ -220,16 +232,19 @@ def _show(unit: int, encoding: str) -> str:
     return byte_token(unit) if encoding == "bytes" else repr(chr(unit))
 
 
-def _write_h5(path: Path, input_txt: Path, encoding: str, vocab: Vocab, sizes: tuple[int, ...], dtype: type) -> None:
+def _write_h5(path: Path, input_txt: Path, encoding: str, vocab: Vocab, sizes: tuple[int, ...], dtype: type,
+              drop_unknown: bool) -> None:
     """Pass 2: encodes the file chunk by chunk into contiguous datasets."""
-    table = vocab.lookup_table()
+    table = vocab.lookup_table(unit_space(encoding))
     with ExitStack() as stack:
         f = stack.enter_context(h5py.File(path, "w", track_order=False))
         datasets = [f.create_dataset(name, shape=(size,), dtype=dtype) for name, size in zip(SPLITS, sizes)]
         split, pos = 0, 0
         for units in read_units(input_txt, encoding):
-            ids = table[np.minimum(units, len(table) - 1)] * (units < len(table))
-            ids = ids[ids > 0].astype(dtype, copy=False)  # drops unknowns (only possible with --vocab)
+            ids = table[units]
+            if drop_unknown:
+                ids = ids[ids > 0]
+            ids = ids.astype(dtype, copy=False)
             while len(ids):
                 while split < len(sizes) and pos == sizes[split]:
                     split, pos = split + 1, 0

@@ -133,10 +133,10 @@ class Vocab:
         return cls.from_json_dict(data, source=str(path))
 
     # ---- lookup tables for fast bulk encoding --------------------------------------------------
-    def lookup_table(self) -> np.ndarray:
-        """1-based index by code point (or byte value); 0 marks an unknown unit."""
-        size = 256 if self.byte_level else max((ord(t) for t in self.tokens), default=0) + 1
+    def lookup_table(self, size: int) -> np.ndarray:
+        """1-based index by code point (or byte value) for units below ``size``; 0 marks an unknown."""
         table = np.zeros(size, dtype=np.uint32)
         for i, t in enumerate(self.tokens):
-            table[_unit_value(t)] = i + 1
+            if _unit_value(t) < size:
+                table[_unit_value(t)] = i + 1
         return table
