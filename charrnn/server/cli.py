@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     info = model.describe()
     print(f"charrnn: {info['model_type']} {info['num_layers']}x{info['rnn_size']}, {info['vocab_size']} tokens, "
           f"from {args.ckpt}; writing page at http://{args.host}:{args.port}/write", file=sys.stderr, flush=True)
+    if info["has_uppercase"] and rule.lowercase:
+        print("charrnn: the model knows uppercase letters but GET /generate lowercases primes (torch-rnn-server's "
+              "rule); --no-lowercase keeps their case", file=sys.stderr, flush=True)
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level,
         http="h11", h11_max_incomplete_event_size=limits.max_request_bytes,

@@ -33,8 +33,8 @@ class CompletionRule:
     max_chars: int = 140
     min_words: int = 3
     max_words: int = 20
-    max_attempts: int = 3
-    oversample: float = 1.5
+    max_attempts: int = 4
+    oversample: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.temperatures or any(t < 0 for t in self.temperatures):
