@@ -88,6 +88,6 @@ class Health(BaseModel):
 
 @router.get("/health", response_model=Health, summary="Liveness and load")
 async def health(ctx: Context) -> Health:
-    model = {k: v for k, v in ctx.model.describe().items() if k != "source"}
-    return Health(status="ok", model=model, pending=ctx.capacity.pending, max_pending=ctx.capacity.max_pending,
-                  workers=ctx.capacity.workers)
+    capacity = ctx.capacity
+    return Health(status="ok", model=ctx.model.describe(), pending=capacity.pending,
+                  max_pending=capacity.max_pending, workers=capacity.workers)

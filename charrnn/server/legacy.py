@@ -34,7 +34,7 @@ async def root(ctx: Context) -> dict[str, object]:
     return {
         "service": "charrnn",
         "version": __version__,
-        "model": {k: v for k, v in ctx.model.describe().items() if k != "source"},
+        "model": ctx.model.describe(),
         "endpoints": {"legacy": "/generate", "api": "/v1/generate", "health": "/health", "docs": "/docs",
                       "write": "/write"},
     }

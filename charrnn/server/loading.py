@@ -1,22 +1,16 @@
-"""The model the server answers with, loaded by file type (only training checkpoints so far)."""
+"""The model the server answers with: whatever :func:`charrnn.checkpoint.load_model` reads."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
+from torch import nn
 
-from charrnn.checkpoint import CheckpointError, load_model
+from charrnn.checkpoint import load_model
 from charrnn.net import CharRNNNet
 from charrnn.vocab import Vocab
-
-Loader = Callable[[Path, torch.device], tuple[CharRNNNet, Vocab]]
-
-# One loader per file suffix; exported weights get their own entry here.
-LOADERS: dict[str, Loader] = {".ckpt": load_model}
 
 
 @dataclass(frozen=True)
@@ -28,12 +22,12 @@ class ServedModel:
     source: str
 
     def describe(self) -> dict[str, object]:
-        rnn = self.net.rnn
+        # Read from the modules, so any layout of the network (fused layers or one module per layer) works.
+        rnns = [m for m in self.net.modules() if isinstance(m, nn.RNNBase)]
         return {
-            "source": self.source,
-            "model_type": type(rnn).__name__.lower(),
-            "num_layers": rnn.num_layers,
-            "rnn_size": rnn.hidden_size,
+            "model_type": type(rnns[0]).__name__.lower() if rnns else "unknown",
+            "num_layers": sum(m.num_layers for m in rnns),
+            "rnn_size": rnns[0].hidden_size if rnns else 0,
             "vocab_size": len(self.vocab),
             "byte_level": self.vocab.byte_level,
             "has_uppercase": any(t != t.lower() for t in self.vocab.tokens),
@@ -41,17 +35,12 @@ class ServedModel:
 
 
 def load_served_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ServedModel:
-    """Loads ``path`` with the loader for its suffix.
+    """The model in ``path``, ready to be shared by concurrent requests.
 
     Raises:
-        CheckpointError: the file is missing, of an unknown type, or unusable; the message names it.
+        CheckpointError: the file is missing or unusable; the message names it.
     """
-    path = Path(path)
-    loader = LOADERS.get(path.suffix)
-    if loader is None:
-        raise CheckpointError(f"{path}: unknown model file type {path.suffix!r}; "
-                              f"give one of {', '.join(sorted(LOADERS))} (a training checkpoint)")
-    net, vocab = loader(path, torch.device(device))
+    net, vocab = load_model(path, torch.device(device))
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
