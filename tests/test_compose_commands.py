@@ -150,3 +150,18 @@ def test_tensorboard_serves_the_logs(data: Path, tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=30)
 
+
+
+@pytest.mark.slow
+def test_serve_answers_with_the_last_checkpoint(trained: tuple[Path, Path]) -> None:
+    data, tmp_path = trained
+    port = free_port()
+    server = run_service("serve", data, tmp_path, ["--host", "127.0.0.1", "--port", str(port)], background=True)
+    try:
+        # rnn-writer's first request: GET / must answer with JSON.
+        assert isinstance(wait_for_json(server, f"http://127.0.0.1:{port}/"), dict)
+        completions = wait_for_json(server, f"http://127.0.0.1:{port}/generate?start_text=ROMEO&n=2")
+        assert isinstance(completions["completions"], list)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
