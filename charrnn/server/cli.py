@@ -18,6 +18,9 @@ from charrnn.server.app import create_app
 from charrnn.server.loading import load_served_model
 from charrnn.server.options import DEFAULT_TEMPERATURES, CompletionRule, Limits
 
+DESCRIPTION = ("The autocomplete server: torch-rnn-server's protocol for rnn-writer (GET /generate), a JSON API "
+               "(POST /v1/generate, docs at /docs) and a writing page (/write).")
+
 
 def _temperatures(text: str) -> tuple[float, ...]:
     try:
@@ -30,7 +33,7 @@ def _temperatures(text: str) -> tuple[float, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m charrnn.serve", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m charrnn.serve", description=DESCRIPTION,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", required=True, help="the model: a training checkpoint (.ckpt), or any other form "
                                                  "that charrnn.checkpoint.load_model reads")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 DEFAULT_TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -60,7 +61,7 @@ class Limits:
         prime_window: only the last this many characters of the prime are fed to the model.
         max_length: longest ``length`` of the JSON API.
         deadline: seconds of generation per request, after which it answers with what it has.
-        workers: generations running at the same time (threads).
+        workers: generations running at the same time (threads); one per CPU core, up to 8.
         max_pending: requests running or waiting; beyond, the answer is 503 at once.
         max_request_bytes: largest request line, headers or body accepted (bytes).
     """
@@ -71,7 +72,7 @@ class Limits:
     prime_window: int = 256
     max_length: int = 2000
     deadline: float = 2.0
-    workers: int = 2
+    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     max_pending: int = 16
     max_request_bytes: int = 4 * 1024 * 1024
 
