@@ -1,0 +1,50 @@
+"""Sampling speed: characters per second for 1 stream and for n streams generated as one batch.
+
+    python bench/sample.py --ckpt checkpoints/shakespeare/last.ckpt [--device cuda]
+    python bench/sample.py --rnn_size 256 --num_layers 2        # an untrained model of that shape
+
+Uses charrnn.sampling.sample, the function sample.py, the training callback and the server share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from charrnn.checkpoint import load_model
+from charrnn.net import CharRNNNet
+from charrnn.sampling import sample
+from charrnn.vocab import Vocab
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", help="a checkpoint; without it an untrained model of the shape below")
+    p.add_argument("--rnn_size", type=int, default=256)
+    p.add_argument("--num_layers", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--length", type=int, default=500, help="new characters per stream")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 5, 10, 50])
+    args = p.parse_args()
+    if args.ckpt:
+        net, vocab = load_model(args.ckpt, args.device)
+    else:
+        vocab = Vocab([chr(c) for c in range(32, 127)] + ["\n"])
+        net = CharRNNNet(len(vocab), "lstm", 64, args.rnn_size, args.num_layers).to(args.device).eval()
+    print(f"device {args.device}, threads {torch.get_num_threads()}, {sum(p.numel() for p in net.parameters()):,} parameters")
+    print(f"{'streams':>8}{'chars/s (all)':>15}{'chars/s per stream':>20}{'ms/step':>9}")
+    for n in args.batches:
+        list(sample(net, vocab, "The ", 20, num_samples=n, seed=0))  # warm-up
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in sample(net, vocab, "The ", args.length, num_samples=n, seed=0):
+            pass
+        dt = time.perf_counter() - t
+        print(f"{n:>8}{n * args.length / dt:>15,.0f}{args.length / dt:>20,.0f}{1000 * dt / args.length:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
