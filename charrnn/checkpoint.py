@@ -1,7 +1,8 @@
-"""Loading a model and its vocabulary from a Lightning checkpoint, safely (no pickle code runs)."""
+"""Loading a model and its vocabulary from a Lightning checkpoint, safely (weights_only, no pickle code runs)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import zipfile
@@ -13,15 +14,20 @@ import torch
 from charrnn.net import CharRNNNet
 from charrnn.vocab import Vocab
 
-NET_ARGS = ("model_type", "wordvec_size", "rnn_size", "num_layers", "dropout")
+# Hyperparameters that shape the network (everything CharRNNNet takes but the vocabulary size).
+NET_ARGS = tuple(inspect.signature(CharRNNNet).parameters)[1:]
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file."""
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with errors that name the file and say what is wrong."""
+def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of any checkpoint, with errors that name the file.
+
+    ``weights_only=True`` is passed explicitly, so no environment variable can turn it off: a file
+    holding code (a pickled object other than tensors and plain containers) is refused unexecuted.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -30,26 +36,43 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"checkpoint {path} was refused: it holds objects that are not plain data "
-                              f"(safe loading only accepts tensors and containers): {str(e).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is damaged or not a PyTorch checkpoint: {str(e).splitlines()[0]}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise CheckpointError(f"checkpoint {path} is not a charrnn training checkpoint (no state_dict/hyper_parameters)")
+        raise CheckpointError(f"checkpoint {path} was refused: safe loading (weights_only) met something other "
+                              "than tensors and plain containers, so the file is damaged or holds code: "
+                              f"{str(e).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} is damaged (truncated?) or not a PyTorch checkpoint: {first}"
+                              ) from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a checkpoint dictionary")
     return ckpt
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A charrnn training checkpoint, loaded safely (see :func:`load_checkpoint_file`)."""
+    ckpt = load_checkpoint_file(path, map_location)
+    if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise CheckpointError(f"checkpoint {path} is not a charrnn training checkpoint "
+                              "(no state_dict/hyper_parameters)")
+    if "vocab" not in ckpt["hyper_parameters"]:
+        raise CheckpointError(f"checkpoint {path} has no vocabulary in its hyperparameters")
+    return ckpt
+
+
+def _build(path: Path, vocab: Vocab, net_args: dict[str, Any], weights: dict[str, torch.Tensor]) -> CharRNNNet:
+    try:
+        net = CharRNNNet(len(vocab), **{k: net_args[k] for k in NET_ARGS if k in net_args})
+        net.load_state_dict(weights)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: weights do not match its architecture: {e}") from None
+    return net
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CharRNNNet, Vocab]:
     """The network (in eval mode, on ``device``) and vocabulary of a training checkpoint."""
     ckpt = read_checkpoint(path)
     hp = ckpt["hyper_parameters"]
-    if "vocab" not in hp:
-        raise CheckpointError(f"checkpoint {path} has no vocabulary in its hyperparameters")
     vocab = Vocab(hp["vocab"])
-    net = CharRNNNet(len(vocab), **{k: hp[k] for k in NET_ARGS if k in hp})
     weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path}: weights do not match its hyperparameters: {e}") from None
-    return net.to(device).eval(), vocab
+    return _build(Path(path), vocab, hp, weights).to(device).eval(), vocab
+

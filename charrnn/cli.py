@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+import signal
+import sys
+from typing import Any
 
+from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch import Trainer
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from charrnn import resume
+from charrnn.checkpoint import CheckpointError
+from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.data import CharDataModule
 from charrnn.model import CharRNN
 
@@ -13,12 +23,48 @@ class CharRNNCLI(LightningCLI):
         # The vocabulary comes from the data, never from the config.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
 
+    def _subconfig(self) -> Any:
+        return self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        super().parse_arguments(parser, args)
+        # Check an explicit --ckpt_path before anything reads it; `last` is resolved once the
+        # Trainer knows its checkpoint directories (before_fit, ...).
+        path = self._subconfig().get("ckpt_path")
+        if path and path not in ("last", *resume.SPECIAL):
+            try:
+                resume.load_checked(path, fitting=self.config.get("subcommand") == "fit")
+            except CheckpointError as e:
+                raise CheckpointError(f"--ckpt_path {e}") from None
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Saves through SafeCheckpointIO unless the config names another CheckpointIO plugin."""
+        plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(SafeCheckpointIO())
+        return super().instantiate_trainer(**{**kwargs, "plugins": plugins})
+
+    def _resolve_ckpt_path(self) -> None:
+        cfg = self.config_init[self.subcommand]
+        cfg.ckpt_path = resume.resolve(cfg.get("ckpt_path"), self.trainer, self.model, self.subcommand == "fit")
+
+    before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
+
 
 def cli_main(args: list[str] | None = None) -> CharRNNCLI:
-    return CharRNNCLI(
-        CharRNN,
-        CharDataModule,
-        # Rerunning or resuming into the same log directory must not abort on its config.yaml.
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    """Runs the command; a checkpoint problem exits with status 2 and SIGTERM with 143, each with a message."""
+    try:
+        return CharRNNCLI(
+            CharRNN,
+            CharDataModule,
+            # Rerunning or resuming into the same log directory must not abort on its config.yaml.
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SIGTERMException:
+        print("Stopped by SIGTERM. Continue with the same command and --ckpt_path last", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None

@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from charrnn.preprocess import preprocess, scan_sha256
+from charrnn.stream_loader import ResumableLoader
 from charrnn.vocab import Vocab
 
 
@@ -217,11 +218,16 @@ class CharDataModule(L.LightningDataModule):
     def _loader(self, name: str) -> DataLoader | list:
         if name not in self.datasets:
             return []
+        # A private generator, so making the iterator leaves the global RNG alone (see ResumableLoader).
         return DataLoader(self.datasets[name], batch_size=None, shuffle=False, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, generator=torch.Generator().manual_seed(0))
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+    def _trained_this_epoch(self) -> int:
+        """Batches of the current epoch already trained on: where a resumed epoch goes on."""
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+    def train_dataloader(self) -> ResumableLoader:
+        return ResumableLoader(self.datasets["train"], self._trained_this_epoch, self.num_workers)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader("val")

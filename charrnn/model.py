@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from charrnn import resume_state
 from charrnn.net import CharRNNNet, ModelType, State, detach_state
 from charrnn.vocab import Vocab
 
@@ -69,6 +70,7 @@ class CharRNN(L.LightningModule):
         self.net = CharRNNNet(len(self.vocab), model_type, wordvec_size, rnn_size, num_layers, dropout)
         # Carried across batches; a plain attribute, never a buffer (DDP would broadcast rank 0's).
         self.hidden: State | None = None
+        self._resume: dict[str, Any] | None = None
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         return self.net(x, state)
@@ -83,6 +85,8 @@ class CharRNN(L.LightningModule):
         self.log(f"{stage}/bpc", loss / LN2, **kwargs)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        if batch_idx == 0:  # a new epoch; a resumed one continues at batch_idx > 0 with the restored state
+            self.hidden = None
         if self.hidden is not None and self.hparams.state_reset_prob > 0:
             self.hidden = zero_some_rows(self.hidden, self.hparams.state_reset_prob)
         loss, self.hidden = self._step(batch, self.hidden)
@@ -103,10 +107,7 @@ class CharRNN(L.LightningModule):
         logits, self.eval_hidden = self.net(x, self.eval_hidden if batch_idx else None)
         return F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(dim=1)
 
-    # The state starts fresh each epoch and around every evaluation, as in torch-rnn.
-    def on_train_epoch_start(self) -> None:
-        self.hidden = None
-
+    # The state starts fresh each epoch (see training_step) and around every evaluation, as in torch-rnn.
     def _reset_eval(self) -> None:
         self.eval_hidden: State | None = None
 
@@ -114,6 +115,18 @@ class CharRNN(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.hidden = None
+
+    # ---- exact resume ---------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[resume_state.KEY] = resume_state.capture(self._trainer, self.hidden)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resume = checkpoint.get(resume_state.KEY)
+
+    def on_train_start(self) -> None:
+        if self._resume is not None:
+            self.hidden = resume_state.restore(self._resume, self.trainer, self.device)
+            self._resume = None
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return shapes)
         hp = self.hparams

@@ -32,7 +32,6 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_state_is_carried_detached_and_reset_where_torch_rnn_resets_it():
     model = CharRNN(VOCAB, rnn_size=8, num_layers=1, wordvec_size=4)
-    model.on_train_epoch_start()
     assert model.hidden is None
     model.training_step(batch(), 0)
     carried = model.hidden
@@ -45,8 +44,9 @@ def test_state_is_carried_detached_and_reset_where_torch_rnn_resets_it():
     model.on_validation_epoch_end()
     assert model.hidden is None
     model.training_step(batch(), 2)
-    model.on_train_epoch_start()
-    assert model.hidden is None
+    b = batch()
+    model.training_step(b, 0)  # batch 0 of an epoch starts from a fresh state, whatever was carried
+    assert torch.equal(model.hidden[0], model._step(b, None)[1][0])
 
 
 def test_the_carried_state_changes_the_loss():

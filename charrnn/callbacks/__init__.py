@@ -1,3 +1,4 @@
+from charrnn.callbacks.stop_checkpoint import StopCheckpoint
 from charrnn.callbacks.text_samples import TextSamples
 
-__all__ = ["TextSamples"]
+__all__ = ["StopCheckpoint", "TextSamples"]

@@ -1,0 +1,64 @@
+"""Writing a file so that readers only ever see the old complete file or the new complete file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def temp_name(target: Path) -> Path:
+    """Where ``target`` is staged: a hidden file in the same directory (same filesystem, so the
+    final rename is atomic), named after the writing process."""
+    return target.with_name(f".{target.name}.tmp-{os.getpid()}")
+
+
+def fsync_dir(directory: Path) -> None:
+    """Makes a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Calls ``write(file)`` on a temporary file beside ``target``, fsyncs it and renames it over ``target``.
+
+    A crash or kill at any moment leaves ``target`` as it was (or absent) and never half-written;
+    at worst a hidden ``.NAME.tmp-PID`` file remains, which the next write of ``target`` removes
+    once that process is gone.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(target)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(target.parent)
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        if not _alive(stale.name.rpartition("-")[2]):  # left by a killed writer
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True

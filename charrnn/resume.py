@@ -1,0 +1,115 @@
+"""``--ckpt_path``: which checkpoint a run starts from, checked before the Trainer touches it.
+
+``last`` means the newest ``last*.ckpt`` (or StopCheckpoint file) in the run's checkpoint
+directories, as in Lightning, with three differences: with none there it is an error, not a fresh
+start; a damaged or unsafe newest file is skipped, with a warning, for the newest good one; and a
+checkpoint of another model (vocabulary or architecture) is refused instead of half-loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from charrnn.callbacks.stop_checkpoint import StopCheckpoint
+from charrnn.checkpoint import NET_ARGS, CheckpointError, read_checkpoint
+
+RESUMABLE_KEYS = ("loops", "optimizer_states", "global_step")
+SPECIAL = ("best", "hpc")  # resolved by Lightning itself
+
+
+class ResumeError(CheckpointError):
+    """No usable checkpoint for ``--ckpt_path``; the message says what to do."""
+
+
+def checkpoint_files(trainer: L.Trainer) -> tuple[list[Path], set[Path]]:
+    """All ``*.ckpt`` in the run's checkpoint directories, newest first, and the ones ``last`` prefers."""
+    dirs: set[Path] = set()
+    preferred: set[Path] = set()
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.dirpath:
+            dirs.add(shown(cb.dirpath))
+        elif isinstance(cb, (StopCheckpoint, OnExceptionCheckpoint)):
+            dirs.add(shown(cb.dirpath))
+            preferred.add(shown(cb.ckpt_path))
+    files = {p for d in dirs if d.is_dir() for p in d.glob("*.ckpt") if p.is_file()}
+    preferred |= {p for p in files if p.name.startswith("last")}
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True), preferred & files
+
+
+def shown(path: str | os.PathLike) -> Path:
+    """``path`` relative to the working directory when it lies below it (as configs write it), else absolute."""
+    path = Path(os.path.abspath(path))
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def load_checked(path: Path, fitting: bool) -> dict[str, Any]:
+    ckpt = read_checkpoint(path)
+    missing = [k for k in RESUMABLE_KEYS if k not in ckpt] if fitting else []
+    if missing:
+        raise CheckpointError(f"checkpoint {path} cannot resume training: it has no {', '.join(missing)} "
+                              "(a weights-only checkpoint?)")
+    return ckpt
+
+
+def check_matches(path: Path, ckpt: dict[str, Any], model: L.LightningModule) -> None:
+    """Refuses a checkpoint of another model: another vocabulary or architecture than this run's."""
+    saved, ours = ckpt["hyper_parameters"], model.hparams
+    diffs = [f"{k}: {saved.get(k)!r} there, {ours.get(k)!r} here"
+             for k in NET_ARGS if k in saved and k in ours and saved[k] != ours[k]]
+    if list(saved["vocab"]) != list(ours["vocab"]):
+        diffs.append(f"vocabulary: {len(saved['vocab'])} tokens there, {len(ours['vocab'])} from the data here")
+    if diffs:
+        raise ResumeError(f"checkpoint {path} belongs to another model ({'; '.join(diffs)}). Resume with the "
+                          "config and data that wrote it, or start the new run in its own ModelCheckpoint "
+                          "dirpath")
+
+
+def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any]]:
+    files, preferred = checkpoint_files(trainer)
+    if not files:
+        dirs = sorted({str(shown(cb.dirpath)) for cb in trainer.callbacks
+                       if isinstance(cb, ModelCheckpoint) and cb.dirpath})
+        where = ", ".join(dirs) if dirs else "(no ModelCheckpoint with a dirpath is configured)"
+        raise ResumeError(f"--ckpt_path last: there is no checkpoint to resume from in {where}. "
+                          "To start a new run, leave out --ckpt_path")
+    newest_preferred = [p for p in files if p in preferred][:1]
+    order = newest_preferred + [p for p in files if p not in newest_preferred]
+    skipped: list[str] = []
+    for path in order:
+        try:
+            ckpt = load_checked(path, fitting)
+        except CheckpointError as e:
+            skipped.append(str(e))
+            continue
+        if skipped:
+            rank_zero_warn("--ckpt_path last: skipped " + "; skipped ".join(skipped)
+                           + f". Falling back to the previous good checkpoint {path}")
+        return path, ckpt
+    raise ResumeError("--ckpt_path last: no usable checkpoint; " + "; ".join(skipped)
+                      + ". Remove or repair them, or leave out --ckpt_path to start a new run")
+
+
+def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule, fitting: bool) -> str | None:
+    """The checkpoint file the run starts from, checked to load safely and to fit ``model``."""
+    if not ckpt_path or ckpt_path in SPECIAL:
+        return ckpt_path
+    if ckpt_path == "last":
+        path, ckpt = resolve_last(trainer, fitting)
+    else:
+        path = Path(ckpt_path)
+        try:
+            ckpt = load_checked(path, fitting)
+        except CheckpointError as e:
+            raise CheckpointError(f"--ckpt_path {e}") from None
+    check_matches(path, ckpt, model)
+    rank_zero_info(f"{'Resuming' if fitting else 'Loading'} from {path} (global step {ckpt.get('global_step', '?')})")
+    return str(path)

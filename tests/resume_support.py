@@ -1,0 +1,180 @@
+"""Helpers for the resume and crash tests: a small corpus, a fast overlay on configs/debug.yaml, and
+`python train.py fit` in a fresh process."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from tests.conftest import ROOT
+
+DEBUG = str(ROOT / "configs" / "debug.yaml")
+
+# Stacked on configs/debug.yaml: a 2-layer model with dropout and state resets (so the RNG matters),
+# a learning rate that steps every epoch (so the schedule matters), a checkpoint every EVERY steps,
+# another after every validation, and losses in a CSV file. One epoch is 17 batches of 4 x 16.
+OVERLAY = """\
+seed_everything: 7
+trainer:
+  max_steps: 30
+  val_check_interval: 10
+  limit_val_batches: 3
+  log_every_n_steps: 1
+  enable_progress_bar: false
+  enable_model_summary: false
+  logger:
+    class_path: lightning.pytorch.loggers.CSVLogger
+    init_args:
+      save_dir: logs
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args:
+        dirpath: ckpt
+        filename: "step={{step}}"
+        every_n_train_steps: {every}
+        save_top_k: -1
+        save_last: true
+        auto_insert_metric_name: false
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args:
+        dirpath: ckpt
+        filename: "val-step={{step}}"
+        monitor: val/loss
+        save_top_k: -1
+        auto_insert_metric_name: false
+    - class_path: charrnn.callbacks.StopCheckpoint
+      init_args:
+        dirpath: ckpt
+{extra_callbacks}model:
+  rnn_size: 16
+  wordvec_size: 8
+  num_layers: 2
+  dropout: 0.2
+  state_reset_prob: 0.2
+  lr_schedule: step
+  lr_decay_every: 1
+  lr_decay_factor: 0.7
+data:
+  batch_size: 4
+  seq_length: 16
+  val_frac: 0.2
+  test_frac: 0.0
+"""
+STEPS_PER_EPOCH = 17
+
+
+def corpus_text(n_words: int = 225, seed: int = 0) -> str:
+    """Word salad that never repeats itself, so every batch differs from every other."""
+    rng = random.Random(seed)
+    words = ("the king queen speak hear lord good night day love death blood crown sword answer "
+             "gentle sweet heaven father mother brother tongue honour").split()
+    lines = []
+    while sum(len(line.split()) for line in lines) < n_words:
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(3, 9)))
+        lines.append(line.capitalize() + rng.choice(".,;!?"))
+    return "\n".join(lines) + "\n"
+
+
+class SignalAt(L.Callback):
+    """Sends ``signum`` to its own process after optimizer step ``step`` (a kill at a known moment)."""
+
+    def __init__(self, step: int, signum: int = signal.SIGTERM) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+def signal_at(step: int, signum: int) -> str:
+    """An overlay callback entry for SignalAt."""
+    return (f"    - class_path: tests.resume_support.SignalAt\n"
+            f"      init_args:\n        step: {step}\n        signum: {int(signum)}\n")
+
+
+def make_work(path: Path, every: int = 1, extra_callbacks: str = "") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "corpus.txt").write_text(corpus_text())
+    (path / "overlay.yaml").write_text(OVERLAY.format(every=every, extra_callbacks=extra_callbacks))
+    return path
+
+
+def start(work: Path, *args: str) -> subprocess.Popen:
+    """Starts ``python train.py fit`` with the debug config and the overlay in ``work`` (a fresh process)."""
+    cmd = [sys.executable, str(ROOT / "train.py"), "fit", "--config", DEBUG, "--config", "overlay.yaml",
+           "--data.input_txt", "corpus.txt", "--data.url", "null", *args]
+    # One thread: tiny models run several times faster without thread contention (and tests run side by side).
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # PYTHONPATH: callbacks in tests/
+    return subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(proc: subprocess.Popen, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    if check:
+        assert proc.returncode == 0, err[-4000:]
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def train(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return finish(start(work, *args), check)
+
+
+def losses(work: Path) -> dict[int, str]:
+    """Training loss by step (as written, so comparisons are exact) over all runs logged in ``work``."""
+    out: dict[int, str] = {}
+    for path in sorted((work / "logs").glob("lightning_logs/version_*/metrics.csv")):
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row.get("train/loss"):
+                    out[int(row["step"])] = row["train/loss"]
+    return out
+
+
+def val_losses(work: Path) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for path in sorted((work / "logs").glob("lightning_logs/version_*/metrics.csv")):
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row.get("val/loss"):
+                    out[int(row["step"])] = row["val/loss"]
+    return out
+
+
+def state(ckpt: Path) -> dict:
+    return torch.load(ckpt, weights_only=True, map_location="cpu")
+
+
+def same_tensors(a: object, b: object) -> bool:
+    """Bit-identical nested structures of tensors and plain values."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_tensors(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(same_tensors, a, b))
+    return a == b
+
+
+def fit_in(work: Path, *args: str):  # noqa: ANN201 (a CharRNNCLI; imported late, as subprocess tests need none)
+    """``train.py fit`` with the debug config and the overlay, in this process, in directory ``work``."""
+    from charrnn.cli import cli_main
+
+    old = os.getcwd()
+    os.chdir(work)
+    try:
+        return cli_main(["fit", "--config", DEBUG, "--config", "overlay.yaml", "--data.input_txt", "corpus.txt",
+                         "--data.url", "null", *args])
+    finally:
+        os.chdir(old)

@@ -1,0 +1,65 @@
+"""Crash-safe checkpoint files: a kill during a save leaves the previous file whole, and the CLI's
+Trainer saves that way whatever the YAML says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from charrnn.checkpoint_io import SafeCheckpointIO
+from charrnn.cli import CharRNNCLI
+from charrnn.data import CharDataModule
+from charrnn.model import CharRNN
+from tests.conftest import ROOT
+from tests.resume_support import DEBUG, make_work
+
+KILLED_SAVE = """
+import os, signal, sys, torch
+from charrnn.checkpoint_io import SafeCheckpointIO
+
+io, target = SafeCheckpointIO(), sys.argv[1]
+io.save_checkpoint({"weights": torch.ones(1000)}, target)
+
+def dies_halfway(obj, f):  # the next save is killed after writing part of the file
+    f.write(b"PK\\x03\\x04" + b"x" * 5000)
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+torch.save = dies_halfway
+io.save_checkpoint({"weights": torch.zeros(1000)}, target)
+"""
+
+
+def test_a_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
+    target = tmp_path / "ckpt" / "last.ckpt"
+    proc = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(target)], cwd=ROOT, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert torch.equal(torch.load(target, weights_only=True)["weights"], torch.ones(1000))
+    leftovers = [p.name for p in target.parent.iterdir() if p != target]
+    assert leftovers == [f".last.ckpt.tmp-{leftovers[0].rpartition('-')[2]}"]  # hidden, never a *.ckpt
+    SafeCheckpointIO().save_checkpoint({"weights": torch.full((3,), 2.0)}, target)
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # the dead writer's file is cleaned up
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
+    target = tmp_path / "last.ckpt"
+    other = tmp_path / f".last.ckpt.tmp-{os.getppid()}"  # the parent process is alive
+    other.write_bytes(b"being written")
+    SafeCheckpointIO().save_checkpoint({"a": torch.ones(2)}, target)
+    assert other.exists() and torch.load(target, weights_only=True)["a"].sum() == 2
+
+
+def test_the_cli_trainer_saves_through_safe_checkpoint_io(tmp_path, monkeypatch):
+    work = make_work(tmp_path)
+    monkeypatch.chdir(work)
+    cli = CharRNNCLI(CharRNN, CharDataModule, run=False,
+                     args=["--config", DEBUG, "--config", "overlay.yaml", "--data.input_txt", "corpus.txt"])
+    assert isinstance(cli.trainer.strategy.checkpoint_io, SafeCheckpointIO)
+    path = Path(work / "manual.ckpt")
+    cli.trainer.strategy.connect(cli.model)
+    cli.trainer.save_checkpoint(path)  # outside fit: no loop state, but a valid file
+    assert torch.load(path, weights_only=True)["hyper_parameters"]["rnn_size"] == 16
