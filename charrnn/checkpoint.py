@@ -76,3 +76,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     return _build(Path(path), vocab, hp, weights).to(device).eval(), vocab
 
+
+def model_spec(path: str | os.PathLike) -> tuple[dict[str, Any], Vocab]:
+    """The architecture (the ``NET_ARGS`` it records) and vocabulary of a training checkpoint."""
+    hp = read_checkpoint(path)["hyper_parameters"]
+    return {k: hp[k] for k in NET_ARGS if k in hp}, Vocab(hp["vocab"])
+
+
+def load_vocab(path: str | os.PathLike) -> Vocab:
+    """The vocabulary of a training checkpoint or of a torch-rnn/charrnn vocabulary JSON."""
+    if Path(path).suffix == ".json":
+        return Vocab.load(path)
+    return model_spec(path)[1]

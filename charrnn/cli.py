@@ -9,10 +9,11 @@ from typing import Any
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from charrnn import resume
-from charrnn.checkpoint import CheckpointError
+from charrnn.checkpoint import CheckpointError, model_spec
 from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.data import CharDataModule
 from charrnn.model import CharRNN
@@ -36,6 +37,27 @@ class CharRNNCLI(LightningCLI):
                 resume.load_checked(path, fitting=self.config.get("subcommand") == "fit")
             except CheckpointError as e:
                 raise CheckpointError(f"--ckpt_path {e}") from None
+
+    def before_instantiate_classes(self) -> None:
+        """Fine-tuning: ``--model.init_from`` brings its architecture and (unless ``--data.vocab_from``
+        says otherwise) its vocabulary, so one flag is enough."""
+        cfg = self._subconfig()
+        init = cfg.model.get("init_from")
+        if not init:
+            return
+        try:
+            architecture, _ = model_spec(init)
+        except CheckpointError as e:
+            raise CheckpointError(f"--model.init_from {e}") from None
+        if not cfg.data.get("vocab_from"):
+            cfg.data.vocab_from = init
+        changed = [f"{k}={v!r} (config: {cfg.model[k]!r})" for k, v in architecture.items()
+                   if k in cfg.model and cfg.model[k] != v]
+        for k, v in architecture.items():
+            if k in cfg.model:
+                cfg.model[k] = v
+        if changed:
+            rank_zero_info(f"--model.init_from {init}: architecture taken from it: {', '.join(changed)}")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Saves through SafeCheckpointIO unless the config names another CheckpointIO plugin."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import urllib.request
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import h5py
 import lightning as L
@@ -16,9 +18,10 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from charrnn.preprocess import preprocess, scan_sha256
+from charrnn.checkpoint import load_vocab
+from charrnn.preprocess import preprocess, scan, scan_sha256
 from charrnn.stream_loader import ResumableLoader
-from charrnn.vocab import Vocab
+from charrnn.vocab import Vocab, byte_token
 
 
 class SplitArray:
@@ -116,6 +119,11 @@ class CharDataModule(L.LightningDataModule):
         test_frac: fraction held out for testing, at the end.
         encoding: text codec of ``input_txt``, or ``bytes`` for one token per byte.
         num_workers: DataLoader worker processes.
+        vocab_from: encode the corpus with the vocabulary of this checkpoint, export or vocabulary
+            JSON instead of its own (fine-tuning; the CLI sets it to ``--model.init_from``). The
+            .h5/.json then get a suffix naming that vocabulary, so the corpus's own files stay.
+        unknown: with ``vocab_from``, characters outside that vocabulary are left out and reported
+            with counts (``drop``), or the corpus is refused (``error``).
     """
 
     def __init__(
@@ -130,14 +138,25 @@ class CharDataModule(L.LightningDataModule):
         test_frac: float = 0.1,
         encoding: str = "utf-8",
         num_workers: int = 0,
+        vocab_from: str | None = None,
+        unknown: Literal["drop", "error"] = "drop",
     ) -> None:
         super().__init__()
         if input_txt is None and (input_h5 is None or input_json is None):
             raise ValueError("give --data.input_txt, or both --data.input_h5 and --data.input_json")
         self.input_txt = Path(input_txt) if input_txt else None
-        stem = self.input_txt.with_suffix("") if self.input_txt else None
-        self.h5_path = Path(input_h5) if input_h5 else stem.with_suffix(".h5")
-        self.json_path = Path(input_json) if input_json else stem.with_suffix(".json")
+        self.vocab_from, self.unknown = vocab_from, unknown
+        self.fixed_vocab: Vocab | None = None
+        stem = str(self.input_txt.with_suffix("")) if self.input_txt else ""
+        if vocab_from:
+            try:
+                self.fixed_vocab = load_vocab(vocab_from)
+            except (ValueError, FileNotFoundError) as e:
+                raise ValueError(f"--data.vocab_from: {e}") from None
+            digest = hashlib.sha256("\n".join(self.fixed_vocab.tokens).encode("utf-8", "surrogatepass"))
+            stem += f".vocab-{digest.hexdigest()[:8]}"  # the corpus's own .h5/.json stay as they are
+        self.h5_path = Path(input_h5) if input_h5 else Path(stem + ".h5")
+        self.json_path = Path(input_json) if input_json else Path(stem + ".json")
         self.url = url
         self.batch_size, self.seq_length = batch_size, seq_length
         self.val_frac, self.test_frac, self.encoding = val_frac, test_frac, encoding
@@ -177,7 +196,23 @@ class CharDataModule(L.LightningDataModule):
         except (OSError, ValueError):
             return False
         wanted = {"encoding": self.encoding, "val_frac": self.val_frac, "test_frac": self.test_frac}
+        if self.fixed_vocab is not None and Vocab.load(self.json_path) != self.fixed_vocab:
+            return False
         return all(made.get(k) == v for k, v in wanted.items()) and made.get("source_sha256") == scan_sha256(self.input_txt)
+
+    def _check_unknown(self) -> None:
+        """Reports characters of the corpus outside ``vocab_from`` with counts; refuses them under ``error``."""
+        assert self.input_txt is not None and self.fixed_vocab is not None
+        unknown = scan(self.input_txt, self.encoding, self.fixed_vocab).unknown
+        if not unknown:
+            return
+        spell = byte_token if self.encoding == "bytes" else (lambda u: repr(chr(u)))
+        shown = ", ".join(f"{spell(u)}×{n}" for u, n in unknown.most_common(20))
+        message = (f"{sum(unknown.values())} characters of --data.input_txt {self.input_txt} are not in the "
+                   f"vocabulary of --data.vocab_from {self.vocab_from}: {shown}")
+        if self.unknown == "error":
+            raise ValueError(message + "; pass --data.unknown drop to leave them out")
+        rank_zero_warn(message + " (left out: --data.unknown drop)")
 
     def prepare(self) -> None:
         """Downloads and preprocesses as needed; safe to call again (and from several processes)."""
@@ -189,14 +224,20 @@ class CharDataModule(L.LightningDataModule):
             self._download()
         if not self._is_current():
             rank_zero_info(f"Preprocessing {self.input_txt} -> {self.h5_path}, {self.json_path}")
+            if self.fixed_vocab is not None:
+                self._check_unknown()
             preprocess(self.input_txt, self.h5_path, self.json_path, self.val_frac, self.test_frac,
-                       self.encoding, quiet=True)
+                       self.encoding, vocab=self.fixed_vocab, unknown="drop", quiet=True)
 
     @cached_property
     def vocab(self) -> list[str]:
         """The tokens in index order; LightningCLI links this into the model."""
         self.prepare()
-        return Vocab.load(self.json_path).tokens
+        vocab = Vocab.load(self.json_path)
+        if self.fixed_vocab is not None and vocab != self.fixed_vocab:
+            raise ValueError(f"--data.input_json {self.json_path} has another vocabulary than --data.vocab_from "
+                             f"{self.vocab_from}; preprocess the corpus with --vocab (python -m charrnn.preprocess)")
+        return vocab.tokens
 
     # ---- Lightning hooks ----------------------------------------------------------------------
     def prepare_data(self) -> None:

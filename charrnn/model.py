@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from charrnn import resume_state
+from charrnn.checkpoint import CheckpointError, load_model
 from charrnn.net import CharRNNNet, ModelType, State, detach_state
 from charrnn.vocab import Vocab
 
@@ -45,6 +46,8 @@ class CharRNN(L.LightningModule):
         state_reset_prob: chance per stream and step that its carried state is zeroed. Sampling starts
             from a zero state, which pure carried-state training rarely shows the model; a small value
             (0.01) teaches it to start well ("ROMEO:" is followed by a new line, not noise).
+        init_from: a checkpoint whose weights a new run starts from (fine-tuning); its
+            architecture and vocabulary must match (the CLI takes both from it). Not used on resume.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class CharRNN(L.LightningModule):
         warmup_steps: int = 0,
         min_lr_ratio: float = 0.1,
         state_reset_prob: float = 0.0,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -116,7 +120,21 @@ class CharRNN(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.hidden = None
 
-    # ---- exact resume ---------------------------------------------------------------------
+    # ---- fine-tuning and exact resume ---------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if self.hparams.init_from and self.trainer.ckpt_path is None:  # a resume brings its own weights
+            self.init_weights_from(self.hparams.init_from)
+
+    def init_weights_from(self, path: str) -> None:
+        net, vocab = load_model(path)
+        if vocab != self.vocab:
+            raise CheckpointError(f"--model.init_from {path}: its vocabulary ({len(vocab)} tokens) is not the data's "
+                                  f"({len(self.vocab)} tokens); encode the corpus with it (--data.vocab_from {path})")
+        try:
+            self.net.load_state_dict(net.state_dict())
+        except RuntimeError as e:
+            raise CheckpointError(f"--model.init_from {path}: its architecture differs from --model's: {e}") from None
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[resume_state.KEY] = resume_state.capture(self._trainer, self.hidden)
 

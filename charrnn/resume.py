@@ -56,7 +56,7 @@ def load_checked(path: Path, fitting: bool) -> dict[str, Any]:
     missing = [k for k in RESUMABLE_KEYS if k not in ckpt] if fitting else []
     if missing:
         raise CheckpointError(f"checkpoint {path} cannot resume training: it has no {', '.join(missing)} "
-                              "(a weights-only checkpoint?)")
+                              "(a weights-only checkpoint? start a new run from it with --model.init_from)")
     return ckpt
 
 
@@ -70,7 +70,7 @@ def check_matches(path: Path, ckpt: dict[str, Any], model: L.LightningModule) ->
     if diffs:
         raise ResumeError(f"checkpoint {path} belongs to another model ({'; '.join(diffs)}). Resume with the "
                           "config and data that wrote it, or start the new run in its own ModelCheckpoint "
-                          "dirpath")
+                          "dirpath (or from its weights with --model.init_from)")
 
 
 def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any]]:

@@ -85,6 +85,14 @@ def test_last_skips_a_malicious_last_ckpt(trained, tmp_path, monkeypatch):
     assert cli.trainer.global_step == 6 and not sentinel.exists()
 
 
+def test_init_from_refuses_it(malicious, tmp_path, capsys):
+    path, sentinel = malicious
+    with pytest.raises(SystemExit) as exit_:
+        fit_in(make_work(tmp_path / "run"), "--model.init_from", str(path))
+    assert exit_.value.code == 2 and "--model.init_from checkpoint" in capsys.readouterr().err
+    assert not sentinel.exists()
+
+
 def test_every_reader_refuses_it(malicious, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     path, sentinel = malicious
