@@ -1,8 +1,19 @@
-"""Loading a model and its vocabulary from a Lightning checkpoint, safely (weights_only, no pickle code runs)."""
+"""Reading models safely: Lightning checkpoints (weights_only, no pickle code runs) and exports.
+
+Two forms hold a model:
+
+- a training checkpoint (``.ckpt``, written by Lightning): weights, hyperparameters with the
+  vocabulary, and the state needed to resume;
+- an export (``model.safetensors``, written by ``python -m charrnn.export``): the weights, with the
+  architecture and vocabulary in the file's metadata. No pickle at all.
+
+:func:`load_model` takes either (an export may also be given by its directory).
+"""
 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import pickle
 import zipfile
@@ -16,6 +27,9 @@ from charrnn.vocab import Vocab
 
 # Hyperparameters that shape the network (everything CharRNNNet takes but the vocabulary size).
 NET_ARGS = tuple(inspect.signature(CharRNNNet).parameters)[1:]
+EXPORT_FORMAT = "charrnn-export-1"
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_VOCAB = "vocab.json"
 
 
 class CheckpointError(ValueError):
@@ -68,8 +82,57 @@ def _build(path: Path, vocab: Vocab, net_args: dict[str, Any], weights: dict[str
     return net
 
 
+def export_path(path: str | os.PathLike) -> Path | None:
+    """The ``model.safetensors`` that ``path`` names (the file or its directory), or None if it is no export."""
+    path = Path(path)
+    if path.is_dir():
+        return path / EXPORT_WEIGHTS
+    return path if path.suffix == ".safetensors" else None
+
+
+def _export_metadata(file: Path) -> dict[str, str]:
+    """The metadata of export ``file``, checked to hold what a charrnn export holds."""
+    from safetensors import SafetensorError, safe_open
+
+    if not file.is_file():
+        raise CheckpointError(f"export {file} does not exist (write one with python -m charrnn.export)")
+    try:
+        with safe_open(file, framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"export {file} is damaged or not a safetensors file: {e}") from None
+    if meta.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"export {file} is not a charrnn export (metadata format {meta.get('format')!r}, "
+                              f"expected {EXPORT_FORMAT!r})")
+    try:
+        Vocab(json.loads(meta["vocab"]))
+        if not isinstance(json.loads(meta["architecture"]), dict):
+            raise ValueError("architecture is not a JSON object")
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"export {file}: its metadata has no readable vocabulary/architecture ({e})") from None
+    return meta
+
+
+def load_export(path: str | os.PathLike) -> tuple[CharRNNNet, Vocab]:
+    """The network and vocabulary of an export (``model.safetensors`` or its directory)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    file = export_path(path) or Path(path)
+    meta = _export_metadata(file)
+    try:
+        weights = load_file(file)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"export {file} is damaged: {e}") from None
+    vocab = Vocab(json.loads(meta["vocab"]))
+    return _build(file, vocab, json.loads(meta["architecture"]), weights), vocab
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CharRNNNet, Vocab]:
-    """The network (in eval mode, on ``device``) and vocabulary of a training checkpoint."""
+    """The network (in eval mode, on ``device``) and vocabulary of a training checkpoint or an export."""
+    if export_path(path) is not None:
+        net, vocab = load_export(path)
+        return net.to(device).eval(), vocab
     ckpt = read_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     vocab = Vocab(hp["vocab"])
@@ -78,13 +141,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 
 
 def model_spec(path: str | os.PathLike) -> tuple[dict[str, Any], Vocab]:
-    """The architecture (the ``NET_ARGS`` it records) and vocabulary of a training checkpoint."""
+    """The architecture (the ``NET_ARGS`` it records) and vocabulary of a training checkpoint or an export."""
+    if (file := export_path(path)) is not None:
+        meta = _export_metadata(file)
+        return json.loads(meta["architecture"]), Vocab(json.loads(meta["vocab"]))
     hp = read_checkpoint(path)["hyper_parameters"]
     return {k: hp[k] for k in NET_ARGS if k in hp}, Vocab(hp["vocab"])
 
 
 def load_vocab(path: str | os.PathLike) -> Vocab:
-    """The vocabulary of a training checkpoint or of a torch-rnn/charrnn vocabulary JSON."""
+    """The vocabulary of a training checkpoint, an export, or a torch-rnn/charrnn vocabulary JSON."""
     if Path(path).suffix == ".json":
         return Vocab.load(path)
     return model_spec(path)[1]

@@ -46,7 +46,7 @@ class CharRNN(L.LightningModule):
         state_reset_prob: chance per stream and step that its carried state is zeroed. Sampling starts
             from a zero state, which pure carried-state training rarely shows the model; a small value
             (0.01) teaches it to start well ("ROMEO:" is followed by a new line, not noise).
-        init_from: a checkpoint whose weights a new run starts from (fine-tuning); its
+        init_from: a checkpoint or export whose weights a new run starts from (fine-tuning); its
             architecture and vocabulary must match (the CLI takes both from it). Not used on resume.
     """
 

@@ -18,7 +18,8 @@ from charrnn.sampling import sample
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python sample.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", required=True, help="a .ckpt written by training")
+    p.add_argument("--ckpt", required=True,
+                   help="a .ckpt written by training, or an export (model.safetensors or its directory)")
     p.add_argument("--length", type=int, default=2000, help="new characters to generate")
     p.add_argument("--start_text", default="", help="prime text")
     p.add_argument("--start_file", help="read the prime from this file (long or multi-line primes)")

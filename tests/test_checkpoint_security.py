@@ -16,6 +16,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from charrnn.checkpoint import CheckpointError, load_model
 from charrnn.checkpoint_io import SafeCheckpointIO
+from charrnn.export import export
 from tests.conftest import ROOT
 from tests.resume_support import fit_in, make_work
 
@@ -96,7 +97,7 @@ def test_init_from_refuses_it(malicious, tmp_path, capsys):
 def test_every_reader_refuses_it(malicious, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     path, sentinel = malicious
-    for read in (load_model, SafeCheckpointIO().load_checkpoint):
+    for read in (load_model, SafeCheckpointIO().load_checkpoint, lambda p: export(p, tmp_path / "out")):
         with pytest.raises(CheckpointError, match="was refused"):
             read(path)
     assert not sentinel.exists()

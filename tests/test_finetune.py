@@ -1,4 +1,4 @@
-"""Fine-tuning: `--model.init_from CKPT` starts a new run from a checkpoint's weights
+"""Fine-tuning: `--model.init_from CKPT` starts a new run from a checkpoint's (or an export's) weights
 on a new corpus, encoded with the checkpoint's vocabulary; characters outside it are reported with
 counts and left out (or refused with --data.unknown error)."""
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from charrnn.export import export
 from charrnn.vocab import Vocab
 from tests.resume_support import fit_in, make_work, same_tensors, state
 
@@ -74,6 +75,13 @@ def test_another_vocabulary_than_the_weights_is_refused(base, new_corpus, capsys
         fit_in(new_corpus, "--model.init_from", str(base), "--data.vocab_from", str(other))
     assert exit_.value.code == 2
     assert f"--model.init_from {base}: its vocabulary (44 tokens) is not the data's" in capsys.readouterr().err
+
+
+def test_fine_tuning_from_an_export(base, new_corpus, tmp_path):
+    exported = export(base, tmp_path / "export").parent
+    fit_in(new_corpus, *frozen("--model.init_from", str(exported)))
+    after = state(new_corpus / "ckpt" / "last.ckpt")
+    assert same_tensors(after["state_dict"], state(base)["state_dict"])
 
 
 def test_a_resumed_fine_tuning_run_continues_from_its_own_checkpoint(base, new_corpus):

@@ -1,0 +1,81 @@
+"""Export a model for inference as safetensors + JSON: no pickle, nothing but tensors and text.
+
+    python -m charrnn.export --ckpt checkpoints/shakespeare/last.ckpt --out exports/shakespeare
+
+writes into the ``--out`` directory
+
+- ``model.safetensors``: the network's weights; its metadata holds the architecture and the
+  vocabulary, so this one file is enough for ``sample.py --ckpt`` and the server;
+- ``vocab.json``: the same vocabulary in torch-rnn's format, for ``charrnn.preprocess --vocab``.
+
+Optimizer state, RNG and loop progress are left out: an export samples and fine-tunes
+(``--model.init_from``), it does not resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from charrnn.atomic import atomic_write
+from charrnn.checkpoint import EXPORT_FORMAT, EXPORT_VOCAB, EXPORT_WEIGHTS, CheckpointError, load_model, model_spec
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def export(ckpt: str | os.PathLike, out: str | os.PathLike, dtype: str = "float32") -> Path:
+    """Writes ``model.safetensors`` and ``vocab.json`` for ``ckpt`` into directory ``out``; returns the former.
+
+    Args:
+        ckpt: a training checkpoint (or an export, to change its dtype).
+        out: the directory to write (created if missing); files already there are replaced atomically.
+        dtype: ``float32``, ``float16`` or ``bfloat16`` for the weights (halves size; sampling on a
+            CPU converts them back to float32).
+    """
+    from safetensors.torch import save
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"--out {out} is a file; give a directory")
+    architecture, vocab = model_spec(ckpt)
+    net, _ = load_model(ckpt)
+    # clone(): tied weights share storage, which safetensors refuses; each key gets its own copy.
+    tensors = {k: v.detach().to(DTYPES[dtype]).contiguous().clone() for k, v in net.state_dict().items()}
+    metadata = {
+        "format": EXPORT_FORMAT,
+        "architecture": json.dumps(architecture),
+        "vocab": json.dumps(vocab.tokens, ensure_ascii=False),
+        "source": Path(ckpt).name,
+    }
+    data = save(tensors, metadata=metadata)
+    weights = out / EXPORT_WEIGHTS
+    atomic_write(weights, lambda f: f.write(data))
+    text = json.dumps(vocab.to_json_dict(), ensure_ascii=False).encode("utf-8")
+    atomic_write(out / EXPORT_VOCAB, lambda f: f.write(text))
+    return weights
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m charrnn.export", description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", required=True, help="a .ckpt written by training")
+    p.add_argument("--out", required=True, help="directory for model.safetensors and vocab.json")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the exported weights")
+    args = p.parse_args(argv)
+    try:
+        weights = export(args.ckpt, args.out, args.dtype)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    size = weights.stat().st_size
+    print(f"wrote {weights} ({size / 1e6:.1f} MB) and {weights.with_name(EXPORT_VOCAB)}\n"
+          f"try it:  python sample.py --ckpt {weights} --length 500")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
