@@ -118,3 +118,15 @@ def test_command_line_errors_name_the_flag_or_file(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             main(["--ckpt", str(missing), *flags])
         assert e.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_an_export_is_served_like_its_checkpoint(ckpt, tmp_path):
+    from charrnn.export import export
+
+    exported = export(ckpt, tmp_path / "export")
+    ask = {"prime": "all:", "n": 2, "length": 40, "seed": 5}
+    with running_server(ckpt) as url:
+        expected = api(url, **ask).json()["completions"]
+    with running_server(exported.parent) as url:  # the export's directory, as users pass it
+        assert raw_get(url, "/").json()["model"]["rnn_size"] == 64
+        assert api(url, **ask).json()["completions"] == expected

@@ -35,8 +35,8 @@ def _temperatures(text: str) -> tuple[float, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m charrnn.serve", description=DESCRIPTION,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="the model: a training checkpoint (.ckpt), or any other form "
-                                                 "that charrnn.checkpoint.load_model reads")
+    p.add_argument("--ckpt", required=True, help="the model: a training checkpoint (.ckpt), or an export "
+                                                 "(model.safetensors or its directory, see charrnn.export)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 exposes the server to "
                                                         "the network (it has no authentication)")
     p.add_argument("--port", type=int, default=8080, help="port (rnn-writer's default is 8080)")
