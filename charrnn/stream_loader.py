@@ -30,8 +30,10 @@ class ResumableSampler(Sampler[int]):
         return self.num_batches  # the whole epoch, also when resumed: Lightning counts from the restored position
 
     def __iter__(self) -> Iterator[int]:
-        start, self.start = self.start, 0  # read now, when the epoch's iterator is made, and only once
-        return iter(range(start, self.num_batches))
+        # Read at the first index taken, not when the iterator is made: a multi-worker DataLoader
+        # makes two sampler iterators when it starts and drops the first one unused.
+        start, self.start = self.start, 0
+        yield from range(start, self.num_batches)
 
 
 class ResumableLoader(DataLoader):

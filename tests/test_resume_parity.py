@@ -31,14 +31,17 @@ CASES = {  # j: the checkpoint the second process resumes from
     "saved right after a validation": "val-step=20.ckpt",
 }
 CONTROL = "without the data position"
+WORKERS = "mid-epoch with 2 data workers"  # they fetch ahead of training; the position must not follow them
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The uninterrupted run, each resumed run, and the negative control (run side by side)."""
+    """The uninterrupted run (also with data workers), each resumed run, and the negative control."""
     base = tmp_path_factory.mktemp("parity")
-    whole = make_work(base / "uninterrupted")
-    train(whole)
+    whole, whole_workers = make_work(base / "uninterrupted"), make_work(base / "uninterrupted-with-workers")
+    both = [start(whole), start(whole_workers, "--data.num_workers", "2")]
+    for proc in both:
+        finish(proc)
     # The control resumes mid-epoch from a checkpoint whose saved loader position was removed.
     ckpt = state(whole / "ckpt" / CASES["mid-epoch"])
     del ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
@@ -46,9 +49,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     starts = {name: whole / "ckpt" / file for name, file in CASES.items()} | {CONTROL: base / "no-position.ckpt"}
     procs = {name: (make_work(base / name.replace(" ", "-")), path) for name, path in starts.items()}
     running = {name: start(work, "--ckpt_path", str(path)) for name, (work, path) in procs.items()}
+    workers = make_work(base / "resumed-with-workers")
+    running[WORKERS] = start(workers, "--ckpt_path", str(whole_workers / "ckpt" / CASES["mid-epoch"]),
+                             "--data.num_workers", "2")
     for name, proc in running.items():
         assert "Resuming from" in finish(proc).stderr, name
-    return {"uninterrupted": whole} | {name: work for name, (work, _) in procs.items()}
+    return ({"uninterrupted": whole, "uninterrupted with workers": whole_workers, WORKERS: workers}
+            | {name: work for name, (work, _) in procs.items()})
 
 
 def test_the_cases_are_what_they_claim(runs):
@@ -74,6 +81,18 @@ def test_resumed_run_is_bit_identical(runs, case):
     assert b["global_step"] == K and b["epoch"] == a["epoch"]
     for key in ("state_dict", "optimizer_states", "lr_schedulers", "charrnn_resume"):
         assert same_tensors(a[key], b[key]), key
+
+
+def test_data_workers_change_nothing(runs):
+    """Workers prefetch batches; the saved position still counts only what training consumed."""
+    whole = runs["uninterrupted"]
+    expected = losses(whole)
+    for name in ("uninterrupted with workers", WORKERS):
+        got = losses(runs[name])
+        assert got and got == {s: expected[s] for s in got}, name
+        assert same_tensors(state(whole / "ckpt" / "last.ckpt")["state_dict"],
+                            state(runs[name] / "ckpt" / "last.ckpt")["state_dict"]), name
+    assert min(losses(runs[WORKERS])) == 7
 
 
 def test_negative_control_resuming_at_the_wrong_data_differs(runs):
