@@ -82,6 +82,8 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
             CharDataModule,
             # Rerunning or resuming into the same log directory must not abort on its config.yaml.
             save_config_kwargs={"overwrite": True},
+            # Each rank reads its own streams (CharDataModule); a DistributedSampler would break them.
+            trainer_defaults={"use_distributed_sampler": False},
             args=args,
         )
     except CheckpointError as e:

@@ -52,3 +52,13 @@ def test_making_the_iterator_leaves_the_global_rng_alone():
     before = torch.get_rng_state()
     firsts(ResumableLoader(Numbered(), lambda: 0, num_workers=2))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_the_cli_keeps_lightning_from_replacing_the_sampler(capsys):
+    """Under DDP Lightning would swap in a DistributedSampler, which the resumable loader refuses."""
+    from charrnn.cli import cli_main
+    from tests.resume_support import DEBUG
+
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", DEBUG, "--print_config"])
+    assert "use_distributed_sampler: false" in capsys.readouterr().out
