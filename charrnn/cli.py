@@ -8,6 +8,7 @@ from typing import Any
 
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -73,6 +74,18 @@ class CharRNNCLI(LightningCLI):
 
     before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
 
+    def after_fit(self) -> None:
+        """Says where the result is and how to try it."""
+        best = next((cb for cb in self.trainer.checkpoint_callbacks
+                     if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path), None)
+        last = next((cb.last_model_path for cb in self.trainer.checkpoint_callbacks
+                     if isinstance(cb, ModelCheckpoint) and cb.last_model_path), None)
+        path = best.best_model_path if best else last
+        if not path or not self.trainer.is_global_zero:
+            return
+        score = f" ({best.monitor} {float(best.best_model_score):.4f})" if best and best.best_model_score is not None else ""
+        print(f"\nBest checkpoint: {path}{score}\nTry it:  python sample.py --ckpt {path} --length 500")
+
 
 def cli_main(args: list[str] | None = None) -> CharRNNCLI:
     """Runs the command; a checkpoint problem exits with status 2 and SIGTERM with 143, each with a message."""
@@ -92,3 +105,8 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
     except SIGTERMException:
         print("Stopped by SIGTERM. Continue with the same command and --ckpt_path last", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
+
+
+def main() -> None:
+    """The ``charrnn-train`` console script (same as ``python train.py``)."""
+    cli_main()

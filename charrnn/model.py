@@ -35,6 +35,8 @@ class CharRNN(L.LightningModule):
         rnn_size: hidden units per layer.
         num_layers: stacked recurrent layers.
         dropout: dropout between layers and before the output layer.
+        layer_norm: LayerNorm on each recurrent layer's output.
+        tie_weights: share the embedding with the output layer (needs ``wordvec_size == rnn_size``).
         learning_rate: Adam's peak learning rate.
         weight_decay: AdamW weight decay (0 is plain Adam, as torch-rnn).
         lr_schedule: ``step`` (× ``lr_decay_factor`` every ``lr_decay_every`` epochs, torch-rnn's),
@@ -58,6 +60,8 @@ class CharRNN(L.LightningModule):
         rnn_size: int = 128,
         num_layers: int = 2,
         dropout: float = 0.0,
+        layer_norm: bool = False,
+        tie_weights: bool = False,
         learning_rate: float = 2e-3,
         weight_decay: float = 0.0,
         lr_schedule: Literal["step", "cosine", "constant"] = "step",
@@ -71,7 +75,9 @@ class CharRNN(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.vocab = Vocab(vocab)
-        self.net = CharRNNNet(len(self.vocab), model_type, wordvec_size, rnn_size, num_layers, dropout)
+        self.net = CharRNNNet(len(self.vocab), model_type, wordvec_size, rnn_size, num_layers, dropout,
+                              layer_norm, tie_weights)
+        self.best_val_loss: float | None = None
         # Carried across batches; a plain attribute, never a buffer (DDP would broadcast rank 0's).
         self.hidden: State | None = None
         self._resume: dict[str, Any] | None = None
@@ -119,6 +125,19 @@ class CharRNN(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.hidden = None
+        if self._trainer is None or self.trainer.sanity_checking:
+            return
+        val = self.trainer.callback_metrics.get("val/loss")
+        if val is not None:
+            # TensorBoard's HPARAMS tab shows hp_metric beside the hyperparameters: make it the best val loss.
+            self.best_val_loss = min(float(val), self.best_val_loss or float("inf"))
+            self.log("hp_metric", self.best_val_loss, sync_dist=True)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Before clipping, so spikes show; only on logging steps, as the norm costs a pass over the weights.
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
 
     # ---- fine-tuning and exact resume ---------------------------------------------------------------
     def on_fit_start(self) -> None:

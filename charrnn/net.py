@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 ModelType = Literal["lstm", "gru", "rnn"]
-State = Tensor | tuple[Tensor, Tensor]
+State = Tensor | tuple[Tensor, Tensor]  # (layers, B, H), or LSTM's (h, c) pair of those
 _RNNS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
@@ -22,6 +22,9 @@ class CharRNNNet(nn.Module):
         rnn_size: hidden units per layer.
         num_layers: stacked recurrent layers.
         dropout: dropout between layers and before the head.
+        layer_norm: LayerNorm on each layer's output (between layers and before the head). Layers then
+            run one by one instead of as one fused multi-layer kernel.
+        tie_weights: share the embedding matrix with the output layer (needs wordvec_size == rnn_size).
     """
 
     def __init__(
@@ -32,27 +35,56 @@ class CharRNNNet(nn.Module):
         rnn_size: int = 128,
         num_layers: int = 2,
         dropout: float = 0.0,
+        layer_norm: bool = False,
+        tie_weights: bool = False,
     ) -> None:
         super().__init__()
         if model_type not in _RNNS:
             raise ValueError(f"model_type {model_type!r}: choose one of {', '.join(_RNNS)}")
+        if tie_weights and wordvec_size != rnn_size:
+            raise ValueError(f"tie_weights needs wordvec_size == rnn_size (got {wordvec_size} and {rnn_size})")
+        cell = _RNNS[model_type]
         self.embed = nn.Embedding(vocab_size, wordvec_size)
-        self.rnn = _RNNS[model_type](wordvec_size, rnn_size, num_layers, batch_first=True,
-                                     dropout=dropout if num_layers > 1 else 0.0)
+        if layer_norm:
+            self.rnns = nn.ModuleList(
+                cell(wordvec_size if i == 0 else rnn_size, rnn_size, batch_first=True) for i in range(num_layers))
+            self.norms = nn.ModuleList(nn.LayerNorm(rnn_size) for _ in range(num_layers))
+        else:
+            self.rnn = cell(wordvec_size, rnn_size, num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(rnn_size, vocab_size)
+        if tie_weights:
+            self.head.weight = self.embed.weight
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Logits for the next token after each position of ``x`` (B, T) -> (B, T, V)."""
-        out, state = self.rnn(self.embed(x), state)  # (B, T, H)
-        return self.head(self.drop(out)), state
+        h = self.embed(x)  # (B, T, E)
+        if hasattr(self, "rnn"):
+            h, state = self.rnn(h, state)  # (B, T, H)
+        else:
+            h, state = self._layer_by_layer(h, state)
+        return self.head(self.drop(h)), state
+
+    def _layer_by_layer(self, h: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """The LayerNorm variant; its state has the same (layers, B, H) layout as the fused one."""
+        lstm = isinstance(self.rnns[0], nn.LSTM)
+        per_layer: list = [None] * len(self.rnns)
+        if state is not None:
+            per_layer = list(zip(*(s.unbind(0) for s in state))) if lstm else list(state.unbind(0))
+            per_layer = [tuple(s[None] for s in st) if lstm else st[None] for st in per_layer]
+        new = []
+        for i, (rnn, norm) in enumerate(zip(self.rnns, self.norms)):
+            if i:
+                h = self.drop(h)
+            h, st = rnn(h, per_layer[i])
+            h = norm(h)
+            new.append(st)
+        if lstm:
+            return h, (torch.cat([s[0] for s in new]), torch.cat([s[1] for s in new]))
+        return h, torch.cat(new)
 
 
 def detach_state(state: State) -> State:
     """Cuts the graph at the batch boundary: the state is carried, its history is not backpropagated."""
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-
-
-@torch.no_grad()
-def state_to(state: State, device: torch.device) -> State:
-    return tuple(s.to(device) for s in state) if isinstance(state, tuple) else state.to(device)

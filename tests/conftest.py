@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,22 @@ def shakespeare_path() -> Path:
 def shakespeare(tmp_path: Path, shakespeare_path: Path) -> Path:
     """A private copy of tiny-shakespeare, so tests can write .h5/.json beside it."""
     return Path(shutil.copy(shakespeare_path, tmp_path / CORPUS_NAME))
+
+
+def run_ok(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs ``python ARGS`` in ``cwd`` and fails the test with its stderr unless it exits 0."""
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="session")
+def debug_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python train.py fit --config configs/debug.yaml` on the tiny corpus; returns its working directory
+    (checkpoints/debug/, lightning_logs/version_0/, and the run's stdout in stdout.txt)."""
+    work = tmp_path_factory.mktemp("debug-run")
+    (work / "tiny.txt").write_text(TINY_TEXT)
+    proc = run_ok([str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / "debug.yaml"),
+                   "--data.input_txt", "tiny.txt", "--data.url", "null"], work)
+    (work / "stdout.txt").write_text(proc.stdout)
+    return work

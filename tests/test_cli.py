@@ -13,59 +13,40 @@ import torch
 
 from charrnn.checkpoint import load_model
 from charrnn.cli import cli_main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY_TEXT, run_ok
 
 DEBUG = str(ROOT / "configs" / "debug.yaml")
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A debug run on a tiny corpus through `python train.py fit`; returns its working directory."""
-    from tests.conftest import TINY_TEXT
-
-    work = tmp_path_factory.mktemp("run")
-    (work / "tiny.txt").write_text(TINY_TEXT)
-    proc = run([str(ROOT / "train.py"), "fit", "--config", DEBUG, "--data.input_txt", "tiny.txt",
-                "--data.url", "null"], work)
-    assert "----- sample at step 15 -----" in proc.stdout
-    return work
-
-
-def test_fit_writes_the_configured_checkpoints(trained):
-    names = sorted(p.name for p in (trained / "checkpoints" / "debug").iterdir())
+def test_fit_writes_the_configured_checkpoints(debug_run):
+    names = sorted(p.name for p in (debug_run / "checkpoints" / "debug").iterdir())
     assert {"last.ckpt", "step=10.ckpt", "step=20.ckpt", "step=30.ckpt"} <= set(names)
     best = [n for n in names if n.startswith("best-")]
     assert len(best) == 2 and all("-val_loss=" in n for n in best)
 
 
-def test_every_checkpoint_loads_safely_and_carries_the_vocabulary(trained):
-    for path in (trained / "checkpoints" / "debug").glob("*.ckpt"):
+def test_every_checkpoint_loads_safely_and_carries_the_vocabulary(debug_run):
+    for path in (debug_run / "checkpoints" / "debug").glob("*.ckpt"):
         ckpt = torch.load(path, weights_only=True)
         assert ckpt["hyper_parameters"]["vocab"] == sorted(set(ckpt["hyper_parameters"]["vocab"]), key=ckpt["hyper_parameters"]["vocab"].index)
         assert "C" in ckpt["hyper_parameters"]["vocab"] and ckpt["global_step"] > 0
 
 
-def test_logs_go_to_tensorboard(trained):
-    version = trained / "lightning_logs" / "version_0"
+def test_logs_go_to_tensorboard(debug_run):
+    version = debug_run / "lightning_logs" / "version_0"
     assert (version / "config.yaml").is_file() and list(version.glob("events.out.tfevents.*"))
     assert "vocab:" in (version / "hparams.yaml").read_text()
 
 
-def test_sample_py_is_repeatable_with_a_seed(trained):
-    ckpt = str(trained / "checkpoints" / "debug" / "last.ckpt")
+def test_sample_py_is_repeatable_with_a_seed(debug_run):
+    ckpt = str(debug_run / "checkpoints" / "debug" / "last.ckpt")
     args = [str(ROOT / "sample.py"), "--ckpt", ckpt, "--length", "60", "--start_text", "All:", "--seed", "5"]
-    first = run(args, trained).stdout
+    first = run_ok(args, debug_run).stdout
     assert first.startswith("All:") and len(first.rstrip("\n")) == 64
-    assert run(args, trained).stdout == first
-    other = run([*args[:-1], "6"], trained).stdout
+    assert run_ok(args, debug_run).stdout == first
+    other = run_ok([*args[:-1], "6"], debug_run).stdout
     assert other != first
-    greedy = run([str(ROOT / "sample.py"), "--ckpt", ckpt, "--length", "20", "--sample", "0"], trained).stdout
+    greedy = run_ok([str(ROOT / "sample.py"), "--ckpt", ckpt, "--length", "20", "--sample", "0"], debug_run).stdout
     assert len(greedy) == 21
 
 
@@ -77,8 +58,8 @@ def test_sample_py_explains_a_bad_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["validate", "test", "predict"])
-def test_other_subcommands_run_from_a_checkpoint(trained, command, monkeypatch):
-    monkeypatch.chdir(trained)
+def test_other_subcommands_run_from_a_checkpoint(debug_run, command, monkeypatch):
+    monkeypatch.chdir(debug_run)
     cli = cli_main([command, "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
                     "--ckpt_path", "checkpoints/debug/last.ckpt", "--trainer.logger", "false"])
     if command == "predict":
@@ -88,8 +69,6 @@ def test_other_subcommands_run_from_a_checkpoint(trained, command, monkeypatch):
 
 
 def test_a_small_model_overfits_a_tiny_corpus(tmp_path, monkeypatch):
-    from tests.conftest import TINY_TEXT
-
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
     monkeypatch.chdir(tmp_path)
     counts = Counter(TINY_TEXT)
@@ -120,6 +99,20 @@ def test_every_shipped_config_parses(config, capsys):
     assert exit_.value.code == 0 and "trainer:" in capsys.readouterr().out
 
 
-def test_load_model_rebuilds_from_the_checkpoint_alone(trained):
-    net, vocab = load_model(trained / "checkpoints" / "debug" / "last.ckpt")
+def test_load_model_rebuilds_from_the_checkpoint_alone(debug_run):
+    net, vocab = load_model(debug_run / "checkpoints" / "debug" / "last.ckpt")
     assert net.rnn.hidden_size == 32 and len(vocab) == net.head.out_features
+
+
+def test_early_stopping_overlay_stops_a_run_that_no_longer_improves(tmp_path, monkeypatch):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(["fit", "--config", DEBUG, "--config", str(ROOT / "configs" / "early-stopping.yaml"),
+                    "--data.input_txt", "tiny.txt", "--data.url", "null",
+                    "--trainer.max_steps", "400", "--model.learning_rate", "0"])  # lr 0: val loss never improves
+    stoppers = [cb for cb in cli.trainer.callbacks if isinstance(cb, EarlyStopping)]
+    assert len(stoppers) == 1 and stoppers[0].monitor == "val/loss"
+    assert stoppers[0].stopped_epoch > 0 or cli.trainer.should_stop
+    assert cli.trainer.global_step == 50  # first validation + 4 without improvement, every 10 steps

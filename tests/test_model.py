@@ -72,3 +72,37 @@ def test_hidden_state_is_not_a_buffer():
     model = CharRNN(VOCAB)
     model.training_step(batch(), 0)
     assert not list(model.buffers()) and "hidden" not in model.state_dict()
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "gru"])
+def test_layer_norm_variant_keeps_the_state_layout(model_type):
+    torch.manual_seed(0)
+    net = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=6, num_layers=3, layer_norm=True)
+    x = torch.randint(0, 8, (2, 5))
+    logits, state = net(x)
+    first = state[0] if model_type == "lstm" else state
+    assert logits.shape == (2, 5, 8) and first.shape == (3, 2, 6) and len(net.norms) == 3
+    # feeding the sequence in two halves with the carried state gives the same logits
+    a, s = net(x[:, :2])
+    b, _ = net(x[:, 2:], s)
+    assert torch.allclose(torch.cat([a, b], dim=1), logits, atol=1e-6)
+
+
+def test_tied_weights_share_one_matrix():
+    net = CharRNNNet(8, "lstm", wordvec_size=6, rnn_size=6, num_layers=1, tie_weights=True)
+    assert net.head.weight is net.embed.weight
+    untied = CharRNNNet(8, "lstm", wordvec_size=6, rnn_size=6, num_layers=1)
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in untied.parameters()) - 48
+    with pytest.raises(ValueError, match="wordvec_size == rnn_size"):
+        CharRNNNet(8, "lstm", wordvec_size=4, rnn_size=6, tie_weights=True)
+
+
+def test_options_survive_a_checkpoint(tmp_path):
+    from charrnn.checkpoint import load_model
+
+    model = CharRNN(VOCAB, wordvec_size=6, rnn_size=6, num_layers=2, layer_norm=True, tie_weights=True)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "m.ckpt")
+    net, _ = load_model(tmp_path / "m.ckpt")
+    assert net.head.weight is net.embed.weight and hasattr(net, "norms")
+    x = torch.randint(0, len(VOCAB), (1, 4))
+    assert torch.equal(net(x)[0], model.net.eval()(x)[0])

@@ -1,4 +1,5 @@
 from charrnn.callbacks.stop_checkpoint import StopCheckpoint
 from charrnn.callbacks.text_samples import TextSamples
+from charrnn.callbacks.throughput import CharsPerSecond
 
-__all__ = ["StopCheckpoint", "TextSamples"]
+__all__ = ["CharsPerSecond", "StopCheckpoint", "TextSamples"]
