@@ -1,0 +1,179 @@
+"""DDP on CPU: two processes (gloo) launched by ``train.py`` through Lightning, or by torchrun as two
+"nodes" on 127.0.0.1. Each run is a subprocess under a timeout; ``tests.ddp_support.Record`` writes
+what every process saw to ``rec/rank<R>.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT, TINY_TEXT
+from tests.ddp_support import flat_params
+
+BATCH, SEQ = 2, 64  # streams per process, characters per step
+TIMEOUT = 120
+
+
+def train_args(*extra: str, ddp: bool = True) -> list[str]:
+    overlay = ["--config", str(ROOT / "configs" / "ddp.yaml"), "--trainer.devices", "2"] if ddp else []
+    return [str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / "debug.yaml"), *overlay,
+            "--trainer.accelerator", "cpu", "--data.input_txt", "tiny.txt", "--data.url", "null",
+            "--data.batch_size", str(BATCH), "--data.seq_length", str(SEQ), *extra]
+
+
+def record(out_dir: str = "rec") -> list[str]:
+    return ["--trainer.callbacks+=tests.ddp_support.Record", "--trainer.callbacks.out_dir", out_dir]
+
+
+def env() -> dict[str, str]:
+    # One thread per process (2 cores); tests.ddp_support must import in every process.
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": "1"}
+
+
+def launch(args: list[str], cwd: Path, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def launch_ok(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    proc = launch(args, cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def ranks(work: Path, out_dir: str = "rec") -> list[dict]:
+    return [json.loads((work / out_dir / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def fresh_dir(tmp: Path, source: Path) -> Path:
+    """A new working directory with the corpus and its .h5/.json from ``source``."""
+    tmp.mkdir()
+    for name in ("tiny.txt", "tiny.h5", "tiny.json"):
+        shutil.copy2(source / name, tmp / name)
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One whole epoch (18 steps) on 2 processes, validating every 6 steps; checkpoints every 10."""
+    work = tmp_path_factory.mktemp("ddp")
+    (work / "tiny.txt").write_text(TINY_TEXT)
+    launch_ok(train_args("--trainer.max_epochs", "1", "--trainer.max_steps", "-1",
+                         "--trainer.val_check_interval", "6", *record()), work)
+    return work
+
+
+def test_each_rank_owns_contiguous_disjoint_streams_that_cover_the_split(ddp_run):
+    recs = ranks(ddp_run)
+    with h5py.File(ddp_run / "tiny.h5") as f:
+        train = f["train"][:].astype(np.int64) - 1
+    assert len(recs[0]["batches"]) == len(recs[1]["batches"]) > 1  # equal batch counts
+    rows = []
+    for rec in recs:
+        assert [b["batch_idx"] for b in rec["batches"]] == list(range(len(rec["batches"])))
+        x = np.concatenate([np.array(b["x"]) for b in rec["batches"]], axis=1)  # (B, row_length)
+        y_last = np.array(rec["batches"][-1]["y"])[:, -1:]
+        rows += list(np.concatenate([x, y_last], axis=1))
+    row_length = len(rows[0]) - 1
+    # Rank 0's rows, then rank 1's, tile the split from its start: disjoint, contiguous, in order.
+    for i, row in enumerate(rows):
+        assert np.array_equal(row, train[i * row_length : (i + 1) * row_length + 1]), f"row {i}"
+    # Only a remainder shorter than one step of all rows is left out.
+    assert len(train) - 1 - len(rows) * row_length < len(rows) * SEQ
+
+
+def test_parameters_are_identical_on_both_ranks_and_hidden_states_are_not(ddp_run):
+    r0, r1 = ranks(ddp_run)
+    assert r0["global_step"] == r1["global_step"] == 18
+    assert torch.equal(flat_params(r0), flat_params(r1))
+    assert r0["buffers"] == r1["buffers"] == []  # the carried state is no buffer DDP would broadcast
+    assert r0["hidden"] is not None and r1["hidden"] is not None
+    assert r0["hidden"] != r1["hidden"]  # each rank carries the state of its own streams
+    assert r0["losses"] != r1["losses"]  # ... and trains on its own data
+
+
+def test_validation_is_synced_so_every_rank_keeps_the_same_best_checkpoint(ddp_run):
+    r0, r1 = ranks(ddp_run)
+    assert len(r0["val_losses"]) == 3
+    assert r0["val_losses"] == r1["val_losses"]
+    assert r0["best_model_path"] == r1["best_model_path"]
+    best = Path(r0["best_model_path"][0])
+    assert best.is_file() and f"val_loss={min(r0['val_losses']):.4f}" in best.name
+
+
+@pytest.mark.slow
+def test_a_ddp_checkpoint_resumes_mid_epoch_on_two_processes(ddp_run, tmp_path):
+    work = fresh_dir(tmp_path / "resume2", ddp_run)
+    ckpt = ddp_run / "checkpoints" / "debug" / "step=10.ckpt"
+    launch_ok(train_args("--trainer.max_epochs", "1", "--trainer.max_steps", "-1", "--ckpt_path", str(ckpt),
+                         *record()), work)
+    before, after = ranks(ddp_run), ranks(work)
+    for b, a in zip(before, after):
+        assert a["global_step"] == 18
+        # Each rank goes on with its own streams at the batch after the checkpoint.
+        assert [x["batch_idx"] for x in a["batches"]] == list(range(10, 18))
+        assert [x["x"] for x in a["batches"]] == [x["x"] for x in b["batches"][10:]]
+    assert torch.equal(flat_params(after[0]), flat_params(after[1]))
+
+
+@pytest.mark.slow
+def test_a_ddp_checkpoint_resumes_on_one_process(ddp_run, tmp_path):
+    work = fresh_dir(tmp_path / "resume1", ddp_run)
+    ckpt = ddp_run / "checkpoints" / "debug" / "step=10.ckpt"
+    proc = launch_ok(train_args("--trainer.max_steps", "14", "--ckpt_path", str(ckpt), *record(), ddp=False), work)
+    rec = json.loads((work / "rec" / "rank0.json").read_text())
+    assert rec["world_size"] == 1 and rec["global_step"] == 14 and len(rec["batches"]) == 4
+    assert all(np.isfinite(rec["losses"]))
+    assert "resuming a multi-process run" in proc.stderr
+
+
+@pytest.mark.slow
+def test_one_failing_rank_ends_the_job_without_a_hang(ddp_run, tmp_path):
+    work = fresh_dir(tmp_path / "fail", ddp_run)
+    args = train_args("--trainer.max_steps", "50", "--trainer.callbacks+=tests.ddp_support.FailOnRank",
+                      "--trainer.callbacks.rank", "1", "--trainer.callbacks.step", "3")
+    proc = launch(args, work, timeout=60)  # a hang raises TimeoutExpired and fails the test
+    assert proc.returncode != 0
+    assert "deliberate failure on rank 1 at step 3" in proc.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost_with_torchrun(ddp_run, tmp_path):
+    work = fresh_dir(tmp_path / "nodes", ddp_run)
+    port = str(free_port())
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+             "--node_rank", str(rank), "--master_addr", "127.0.0.1", "--master_port", port,
+             *train_args("--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.max_steps", "4",
+                         *record())],
+            cwd=work, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for rank in range(2)
+    ]
+    try:
+        errors = [node.communicate(timeout=TIMEOUT)[1] for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [node.returncode for node in nodes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    r0, r1 = ranks(work)
+    assert r0["world_size"] == r1["world_size"] == 2 and r0["global_step"] == r1["global_step"] == 4
+    assert torch.equal(flat_params(r0), flat_params(r1))
+    assert r0["batches"][0]["x"] != r1["batches"][0]["x"]
