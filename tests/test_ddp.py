@@ -119,7 +119,7 @@ def test_a_ddp_checkpoint_resumes_mid_epoch_on_two_processes(ddp_run, tmp_path):
     launch_ok(train_args("--trainer.max_epochs", "1", "--trainer.max_steps", "-1", "--ckpt_path", str(ckpt),
                          *record()), work)
     before, after = ranks(ddp_run), ranks(work)
-    for b, a in zip(before, after):
+    for b, a in zip(before, after, strict=True):
         assert a["global_step"] == 18
         # Each rank goes on with its own streams at the batch after the checkpoint.
         assert [x["batch_idx"] for x in a["batches"]] == list(range(10, 18))
