@@ -156,9 +156,11 @@ class CharRNN(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[resume_state.KEY] = resume_state.capture(self._trainer, self.hidden)
+        checkpoint["best_val_loss"] = self.best_val_loss  # hp_metric goes on from it after a resume
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resume = checkpoint.get(resume_state.KEY)
+        self.best_val_loss = checkpoint.get("best_val_loss")
 
     def on_train_start(self) -> None:
         if self._resume is not None:

@@ -106,3 +106,13 @@ def test_options_survive_a_checkpoint(tmp_path):
     assert net.head.weight is net.embed.weight and hasattr(net, "norms")
     x = torch.randint(0, len(VOCAB), (1, 4))
     assert torch.equal(net(x)[0], model.net.eval()(x)[0])
+
+
+def test_best_val_loss_travels_in_the_checkpoint():
+    model = CharRNN(VOCAB)
+    model.best_val_loss = 1.25
+    ckpt: dict = {}
+    model.on_save_checkpoint(ckpt)
+    restored = CharRNN(VOCAB)
+    restored.on_load_checkpoint(ckpt)
+    assert restored.best_val_loss == 1.25
