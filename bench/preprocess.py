@@ -14,7 +14,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +30,8 @@ if sys.argv[2] == "charrnn":
 else:
     from bench.preprocess import per_character_loop
     per_character_loop(sys.argv[3], sys.argv[4], sys.argv[5])
-print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": peak}))
 """
 
 

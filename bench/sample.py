@@ -33,7 +33,8 @@ def main() -> None:
     else:
         vocab = Vocab([chr(c) for c in range(32, 127)] + ["\n"])
         net = CharRNNNet(len(vocab), "lstm", 64, args.rnn_size, args.num_layers).to(args.device).eval()
-    print(f"device {args.device}, threads {torch.get_num_threads()}, {sum(p.numel() for p in net.parameters()):,} parameters")
+    params = sum(p.numel() for p in net.parameters())
+    print(f"device {args.device}, threads {torch.get_num_threads()}, {params:,} parameters")
     print(f"{'streams':>8}{'chars/s (all)':>15}{'chars/s per stream':>20}{'ms/step':>9}")
     for n in args.batches:
         list(sample(net, vocab, "The ", 20, num_samples=n, seed=0))  # warm-up

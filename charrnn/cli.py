@@ -83,7 +83,9 @@ class CharRNNCLI(LightningCLI):
         path = best.best_model_path if best else last
         if not path or not self.trainer.is_global_zero:
             return
-        score = f" ({best.monitor} {float(best.best_model_score):.4f})" if best and best.best_model_score is not None else ""
+        score = ""
+        if best and best.best_model_score is not None:
+            score = f" ({best.monitor} {float(best.best_model_score):.4f})"
         print(f"\nBest checkpoint: {path}{score}\nTry it:  python sample.py --ckpt {path} --length 500")
 
 

@@ -198,7 +198,8 @@ class CharDataModule(L.LightningDataModule):
         wanted = {"encoding": self.encoding, "val_frac": self.val_frac, "test_frac": self.test_frac}
         if self.fixed_vocab is not None and Vocab.load(self.json_path) != self.fixed_vocab:
             return False
-        return all(made.get(k) == v for k, v in wanted.items()) and made.get("source_sha256") == scan_sha256(self.input_txt)
+        same_settings = all(made.get(k) == v for k, v in wanted.items())
+        return same_settings and made.get("source_sha256") == scan_sha256(self.input_txt)
 
     def _check_unknown(self) -> None:
         """Reports characters of the corpus outside ``vocab_from`` with counts; refuses them under ``error``."""
@@ -253,7 +254,8 @@ class CharDataModule(L.LightningDataModule):
             split = SplitArray(self.h5_path, name)
             if name == "val" and len(split) == 0:
                 continue  # no validation split (val_frac 0): validation is skipped
-            batch = fit_batch_size(len(split), self.batch_size, self.seq_length, world, f"the {name} split of {self.h5_path}")
+            what = f"the {name} split of {self.h5_path}"
+            batch = fit_batch_size(len(split), self.batch_size, self.seq_length, world, what)
             self.datasets[name] = StreamBatches(split, batch, self.seq_length, rank, world)
 
     def _loader(self, name: str) -> DataLoader | list:

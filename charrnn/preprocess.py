@@ -177,7 +177,7 @@ def preprocess(
         try:
             codecs.lookup(encoding)
         except LookupError:
-            raise PreprocessError(f"--encoding {encoding} is not a known codec; use utf-8, latin-1, ... or bytes") from None
+            raise PreprocessError(f"--encoding {encoding} is not a known codec; try utf-8, latin-1 or bytes") from None
     if unknown not in ("drop", "error"):
         raise PreprocessError(f"--unknown {unknown}: choose drop or error")
     check_paths(input_txt, output_h5, output_json)

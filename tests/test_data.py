@@ -84,13 +84,13 @@ def test_loaders_yield_full_batches(tiny_corpus):
 def test_missing_text_without_url_says_where_to_put_it(tmp_path):
     dm = CharDataModule(str(tmp_path / "corpus.txt"))
     with pytest.raises(FileNotFoundError, match="put your corpus there"):
-        dm.vocab
+        _ = dm.vocab
 
 
 def test_failed_download_says_where_to_put_it(tmp_path):
     dm = CharDataModule(str(tmp_path / "corpus.txt"), url="http://127.0.0.1:9/none.txt")
     with pytest.raises(FileNotFoundError, match=r"put it at .*corpus.txt"):
-        dm.vocab
+        _ = dm.vocab
     assert not list(tmp_path.iterdir())  # no partial download left behind
 
 
@@ -99,5 +99,6 @@ def test_preprocessed_files_alone_are_enough(tiny_corpus):
     tiny_corpus.unlink()
     dm = CharDataModule(str(tiny_corpus))
     assert len(dm.vocab) > 10
-    dm2 = CharDataModule(None, input_h5=str(tiny_corpus.with_suffix(".h5")), input_json=str(tiny_corpus.with_suffix(".json")))
+    h5, js = tiny_corpus.with_suffix(".h5"), tiny_corpus.with_suffix(".json")
+    dm2 = CharDataModule(None, input_h5=str(h5), input_json=str(js))
     assert dm2.vocab == dm.vocab
