@@ -1,6 +1,7 @@
-"""DDP on CPU: two processes (gloo) launched by ``train.py`` through Lightning, or by torchrun as two
-"nodes" on 127.0.0.1. Each run is a subprocess under a timeout; ``tests.ddp_support.Record`` writes
-what every process saw to ``rec/rank<R>.json``."""
+"""DDP on CPU: two processes (gloo) launched by ``train.py`` through Lightning, or two "nodes" on
+127.0.0.1 started by torchrun or by Lightning from MASTER_ADDR/MASTER_PORT/NODE_RANK. Each run is a
+subprocess under a timeout; ``tests.ddp_support.Record`` writes what every process saw to
+``rec/rank<R>.json``."""
 
 from __future__ import annotations
 
@@ -154,19 +155,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def node_command(launcher: str, rank: int, port: str) -> tuple[list[str], dict[str, str]]:
+    """How node ``rank`` of 2 starts: under torchrun, or by Lightning itself from the MASTER_*/NODE_RANK env."""
+    train = train_args("--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.max_steps", "4", *record())
+    if launcher == "torchrun":
+        return ["-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank),
+                "--master_addr", "127.0.0.1", "--master_port", port, *train], env()
+    return train, {**env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(rank)}
+
+
 @pytest.mark.slow
-def test_two_nodes_on_localhost_with_torchrun(ddp_run, tmp_path):
+@pytest.mark.parametrize("launcher", ["torchrun", "env"])
+def test_two_nodes_on_localhost(ddp_run, tmp_path, launcher):
     work = fresh_dir(tmp_path / "nodes", ddp_run)
     port = str(free_port())
-    nodes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-             "--node_rank", str(rank), "--master_addr", "127.0.0.1", "--master_port", port,
-             *train_args("--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.max_steps", "4",
-                         *record())],
-            cwd=work, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for rank in range(2)
-    ]
+    nodes = []
+    for rank in range(2):
+        args, node_env = node_command(launcher, rank, port)
+        nodes.append(subprocess.Popen([sys.executable, *args], cwd=work, env=node_env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
     try:
         errors = [node.communicate(timeout=TIMEOUT)[1] for node in nodes]
     finally:
