@@ -16,8 +16,10 @@ CURVES = ("train/loss", "val/loss")
 
 def plot_losses(logdir: str | Path, out: str | Path, title: str | None = None) -> Path:
     """Writes train and val loss (nats/char, by step) of ``logdir`` to the PNG ``out``."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install 'charrnn[plot]' (make test installs it too)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         out = plot_losses(args.logdir, args.out or Path(args.logdir) / "loss.png", args.title)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(out)
