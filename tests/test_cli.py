@@ -118,3 +118,15 @@ def test_early_stopping_overlay_stops_a_run_that_no_longer_improves(tmp_path, mo
     assert len(stoppers) == 1 and stoppers[0].monitor == "val/loss"
     assert stoppers[0].stopped_epoch > 0 or cli.trainer.should_stop
     assert cli.trainer.global_step == 50  # first validation + 4 without improvement, every 10 steps
+
+
+def test_last_checkpoint_is_current_when_max_steps_is_off_the_interval(tmp_path, monkeypatch):
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    monkeypatch.chdir(tmp_path)
+    cli_main(["fit", "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+              "--trainer.max_steps", "25"])  # checkpoints every 10 steps: the last periodic one is at 20
+    assert torch.load(tmp_path / "checkpoints" / "debug" / "last.ckpt", weights_only=True)["global_step"] == 25
+    # resuming it has nothing left to do
+    cli = cli_main(["fit", "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+                    "--trainer.max_steps", "25", "--ckpt_path", "last"])
+    assert cli.trainer.global_step == 25
