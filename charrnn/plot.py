@@ -19,7 +19,7 @@ def plot_losses(logdir: str | Path, out: str | Path, title: str | None = None) -
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'charrnn[plot]' (make test installs it too)") from None
+        raise ImportError("plotting needs matplotlib: pip install 'charrnn[plot]' (make test installs it)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
