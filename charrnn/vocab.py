@@ -69,26 +69,35 @@ class Vocab:
         """Counts of the characters (or bytes) of ``text`` that are not in the vocabulary."""
         return Counter(u for u in self._units(text) if u not in self.index)
 
+    def fit(self, text: str) -> tuple[str, Counter[str]]:
+        """The unknown-character policy: ``text`` with each character the vocabulary lacks replaced
+        by its other case when that is known (``"Q"`` for a lowercase model becomes ``"q"``) and left
+        out otherwise; and the counts of the characters left out."""
+        kept: list[str] = []
+        dropped: Counter[str] = Counter()
+        for ch in text:
+            if not self.unknown(ch):
+                kept.append(ch)
+            elif not self.unknown(ch.swapcase()):
+                kept.append(ch.swapcase())
+            else:
+                dropped[ch] += 1
+        return "".join(kept), dropped
+
     def encode(self, text: str, unknown: UnknownPolicy = "error") -> list[int]:
         """0-based indices of ``text``.
 
         Args:
             text: the text to encode.
-            unknown: ``"error"`` raises on a token outside the vocabulary; ``"drop"`` replaces it
-                with its other-case form when that is known (``"Q"`` for a lowercase model becomes
-                ``"q"``) and leaves it out otherwise. Use :meth:`unknown` to report what happens.
+            unknown: ``"error"`` raises on a character outside the vocabulary; ``"drop"`` applies
+                :meth:`fit` first.
         """
-        out: list[int] = []
-        for u in self._units(text):
-            i = self.index.get(u)
-            if i is None and unknown == "drop":
-                i = self.index.get(u.swapcase()) if len(u) == 1 else None
-                if i is None:
-                    continue
-            elif i is None:
-                raise KeyError(f"character {u!r} is not in the vocabulary")
-            out.append(i)
-        return out
+        if unknown == "drop":
+            text = self.fit(text)[0]
+        try:
+            return [self.index[u] for u in self._units(text)]
+        except KeyError as e:
+            raise KeyError(f"character {e.args[0]!r} is not in the vocabulary") from None
 
     def decode(self, indices: Iterable[int]) -> str:
         """Text of 0-based ``indices``; a byte vocabulary decodes UTF-8 with replacement."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from charrnn.net import CharRNNNet
-from charrnn.server.generation import Draft, _settled, complete, continue_text, fit_to_vocab, legacy_prime
+from charrnn.server.generation import Draft, _settled, complete, continue_text, legacy_prime
 from charrnn.server.loading import ServedModel
 from charrnn.server.options import CompletionRule, Limits
 from charrnn.server.query import QueryError, encode_uri_component, read_generate_query
@@ -63,7 +63,7 @@ def test_too_long_start_text_is_413():
 
 def test_fit_to_vocab_and_legacy_prime():
     vocab = Vocab(list("abc .\n"))
-    assert fit_to_vocab(vocab, "AbXé\x00c") == ("abc", {"X": 1, "é": 1, "\x00": 1})
+    assert vocab.fit("AbXé\x00c") == ("abc", {"X": 1, "é": 1, "\x00": 1})
     rule = CompletionRule()
     assert legacy_prime(vocab, "A  B\r\n\tC. é", rule, 100) == "a b c. "
     assert legacy_prime(vocab, "abc abc", rule, 3) == "abc"

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from charrnn.server.context import ServerContext, get_context
-from charrnn.server.generation import continue_text, fit_to_vocab
+from charrnn.server.generation import continue_text
 
 router = APIRouter(tags=["JSON API"])
 Context = Annotated[ServerContext, Depends(get_context)]
@@ -68,7 +68,7 @@ async def generate(body: GenerateRequest, ctx: Context) -> GenerateResponse:
         raise _refuse("prime", f"{len(body.prime)} characters is more than this server's limit of "
                                f"{limits.max_start_text} (--max-start-text)")
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    prime, dropped = fit_to_vocab(ctx.model.vocab, body.prime[-limits.prime_window:])
+    prime, dropped = ctx.model.vocab.fit(body.prime[-limits.prime_window:])
     seed = secrets.randbits(63) if body.seed is None else body.seed
     results = await ctx.capacity.run(continue_text, ctx.model, prime, body.n, body.length, body.temperature,
                                      body.top_k, body.top_p, seed, stop, limits.deadline)

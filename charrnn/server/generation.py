@@ -7,7 +7,6 @@ import math
 import random
 import re
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -22,21 +21,6 @@ _WHITESPACE = re.compile(r"\s+")
 FinishReason = Literal["length", "stop", "deadline"]
 
 
-def fit_to_vocab(vocab: Vocab, text: str) -> tuple[str, Counter[str]]:
-    """``text`` with each character the model does not know replaced by its other case when that is
-    known, else left out; and the counts of the characters left out."""
-    kept: list[str] = []
-    dropped: Counter[str] = Counter()
-    for ch in text:
-        if not vocab.unknown(ch):
-            kept.append(ch)
-        elif not vocab.unknown(ch.swapcase()):
-            kept.append(ch.swapcase())
-        else:
-            dropped[ch] += 1
-    return "".join(kept), dropped
-
-
 def legacy_prime(vocab: Vocab, text: str, rule: CompletionRule, window: int) -> str:
     """The prime of ``GET /generate``: normalised by the rule, fitted to the vocabulary, and cut to
     its last ``window`` characters."""
@@ -44,7 +28,7 @@ def legacy_prime(vocab: Vocab, text: str, rule: CompletionRule, window: int) -> 
         text = text.lower()
     if rule.collapse_whitespace:
         text = _WHITESPACE.sub(" ", text)
-    return fit_to_vocab(vocab, text[-window:])[0]
+    return vocab.fit(text[-window:])[0]
 
 
 class Draft:
