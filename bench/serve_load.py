@@ -89,13 +89,23 @@ def cpu_name() -> str:
 
 
 def rss_mib(pid: int) -> float | None:
+    """Resident memory of ``pid`` and its child processes (the server's workers), in MiB."""
+    pids = [pid] + [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat") if _parent(p) == pid]
+    total = 0
+    for p in pids:
+        try:
+            status = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return round(total / 1024, 1) if total else None
+
+
+def _parent(stat: Path) -> int | None:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 async def load(args: argparse.Namespace, url: str, primes: list[str]) -> dict[str, object]:

@@ -9,7 +9,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from charrnn.net import CharRNNNet
+from charrnn.net import CharRNNNet, State
+from charrnn.stepper import Stepper
 from charrnn.vocab import Vocab
 
 
@@ -19,11 +20,14 @@ def pick(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
+    uniform: Tensor | None = None,
 ) -> Tensor:
     """Next token per row of ``logits`` (B, V) -> (B,).
 
     A temperature of 0 (per row, when a (B,) tensor is given) takes the most likely token; ``top_k``
-    keeps the k most likely tokens, ``top_p`` the smallest set whose probability reaches p.
+    keeps the k most likely tokens, ``top_p`` the smallest set whose probability reaches p. The draw
+    inverts each row's distribution at a uniform number in [0, 1): ``uniform`` (B,) when given (so rows
+    of one batch can come from different generators), otherwise drawn from ``generator``.
     """
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device).reshape(-1, 1)  # (B|1, 1)
     scores = logits.float() / t.float().clamp_min(1e-6)
@@ -35,7 +39,11 @@ def pick(
         probs = sorted_scores.softmax(dim=-1)
         drop = probs.cumsum(dim=-1) - probs >= top_p  # the most likely token always stays
         scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
-    sampled = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+    if uniform is None:
+        uniform = torch.rand(scores.size(0), generator=generator, device=scores.device)
+    cdf = scores.softmax(dim=-1).cumsum(dim=-1)  # (B, V)
+    target = uniform.to(cdf)[:, None] * cdf[:, -1:]  # (B, 1), below each row's total
+    sampled = torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_max(scores.size(-1) - 1)
     return torch.where(t.squeeze(1) <= 0, logits.argmax(dim=-1), sampled)
 
 
@@ -53,18 +61,21 @@ def generate(
 
     With an empty prime (P = 0) the first token is drawn uniformly, as torch-rnn does.
     """
-    batch = prime.size(0)
-    if prime.size(1):
-        logits, state = net(prime)
-        logits = logits[:, -1]  # (B, V)
-    else:
-        logits, state = torch.zeros(batch, net.head.out_features, device=prime.device), None
-    for step in range(steps):
+    logits, state = prime_state(net, prime)
+    step = Stepper(net)
+    for i in range(steps):
         token = pick(logits, temperature, top_k, top_p, generator)
         yield token
-        if step + 1 < steps:
-            logits, state = net(token[:, None], state)
-            logits = logits[:, -1]
+        if i + 1 < steps:
+            logits, state = step(token, state)
+
+
+def prime_state(net: CharRNNNet, prime: Tensor) -> tuple[Tensor, State | None]:
+    """The logits (B, V) for the first new token after the primes (B, P), and the state there."""
+    if prime.size(1):
+        logits, state = net(prime)
+        return logits[:, -1], state
+    return torch.zeros(prime.size(0), net.head.out_features, device=prime.device), None
 
 
 def encode_prime(vocab: Vocab, start_text: str) -> list[int]:

@@ -3,6 +3,8 @@ CORS, and command-line errors that name the flag or file at fault."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 import time
@@ -74,6 +76,49 @@ def test_a_rule_that_accepts_nothing_still_answers(ckpt):
         reply = raw_get(url, "/generate?start_text=all%3A&n=10")
         assert reply.status_code == 200 and reply.json()["completions"] == []
         assert time.monotonic() - started < 5
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The server's worker processes (not multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if parent == pid and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def server_pid(url: str) -> int:
+    port = url.rsplit(":", 1)[1]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"charrnn.serve" in args and port.encode() in args:
+            return int(cmdline.parent.name)
+    raise AssertionError(f"no server process for {url}")
+
+
+def test_a_worker_that_dies_fails_its_requests_and_is_replaced(ckpt):
+    with running_server(ckpt, "--workers", "1", "--max-length", "1000000", "--deadline", "30") as url:
+        workers = worker_pids(server_pid(url))
+        assert len(workers) == 1
+        replies: list[httpx.Response] = []
+        waiting = threading.Thread(target=lambda: replies.append(api(url, length=1_000_000)))
+        waiting.start()
+        wait_for_pending(url, 1)
+        os.kill(workers[0], signal.SIGKILL)
+        waiting.join(20)
+        assert "worker" in assert_error(replies[0], 503)
+        wait_for_pending(url, 0)
+        again = api(url, prime="all:", length=20, seed=1)  # a new worker starts and answers
+        assert again.status_code == 200 and len(again.json()["completions"][0]["text"]) == 20
+        assert worker_pids(server_pid(url)) not in ([], workers)
 
 
 def refused(host: str, port: int) -> bool:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from charrnn.net import CharRNNNet
-from charrnn.server.generation import Draft, _settled, complete, continue_text, legacy_prime
+from charrnn.server.batching import Batcher
+from charrnn.server.generation import Completions, Continuation, Continuations, Draft, legacy_prime
 from charrnn.server.loading import ServedModel
 from charrnn.server.options import CompletionRule, Limits
 from charrnn.server.query import QueryError, encode_uri_component, read_generate_query
@@ -90,13 +91,34 @@ def test_draft_follows_torch_rnn_servers_rule():
     assert custom.accepted and custom.text == "hi there\n"
 
 
-def test_completions_are_taken_in_row_order_not_finishing_order():
-    rule = CompletionRule()
-    done, open_ = feed(rule, "a b c d."), feed(rule, "a b")
-    assert not _settled([open_, done], 1)  # row 0 may still be accepted: wait for it
-    assert _settled([done, open_], 1)
-    assert _settled([feed(rule, "w " * 21), done, open_], 1)
-    assert not _settled([feed(rule, "w " * 21), done, open_], 2)
+def feed_row(job: Completions, row: int, text: str) -> None:
+    for token in job.vocab.encode(text):
+        job.feed(row, token)
+
+
+def test_the_first_completions_accepted_are_the_answer():
+    vocab = Vocab(list("abcdw .!?"))
+    job = Completions(vocab, "ab", 2, CompletionRule(oversample=1.5), deadline=10.0, seed=0)
+    assert [row for row, _ in job.start_rows()] == [0, 1, 2]  # two missing completions, 1.5 rows each
+    feed_row(job, 2, "a b c d.")
+    feed_row(job, 0, "w " * 21)  # rejected
+    assert not job.finished() and [row for row, _ in job.start_rows()] == [3]  # 1 missing: 2 rows run
+    feed_row(job, 3, "d c b a!")
+    assert job.finished() and job.result(expired=False) == ["a b c d.", "d c b a!"]  # row 1 is not awaited
+
+
+def test_finished_rows_are_replaced_up_to_the_attempt_cap():
+    vocab = Vocab(list("abcdw .!?"))
+    job = Completions(vocab, "", 2, CompletionRule(oversample=1.0, max_attempts=2), deadline=10.0, seed=0)
+    assert len(job.start_rows()) == 2
+    feed_row(job, 0, "w " * 21)
+    assert [row for row, _ in job.start_rows()] == [2]  # the rejected row is replaced at once
+    feed_row(job, 1, "a b c d.")
+    feed_row(job, 2, "w " * 21)
+    assert [row for row, _ in job.start_rows()] == [3]
+    assert job.start_rows() == []  # 4 rows were the budget
+    feed_row(job, 3, "w " * 21)
+    assert job.finished() and job.result(expired=False) == ["a b c d."]
 
 
 @pytest.fixture
@@ -108,6 +130,16 @@ def random_model() -> Iterator[ServedModel]:
     torch.set_num_threads(1)
     yield ServedModel(CharRNNNet(len(vocab), "lstm", 8, 16, 1).eval(), vocab, "random")
     torch.set_num_threads(threads)
+
+
+def complete(model: ServedModel, prime: str, n: int, rule: CompletionRule, deadline: float, seed: int) -> list[str]:
+    return Batcher(model).run(Completions(model.vocab, prime, n, rule, deadline, seed))
+
+
+def continue_text(model: ServedModel, prime: str, n: int, length: int, temperature: float, top_k: int | None,
+                  top_p: float | None, seed: int, stop: tuple[str, ...], deadline: float) -> list[Continuation]:
+    job = Continuations(model.vocab, prime, n, length, temperature, top_k, top_p, seed, stop, deadline)
+    return Batcher(model).run(job)
 
 
 def test_generation_always_ends_at_the_attempt_cap(random_model):
@@ -141,6 +173,26 @@ def test_continuations_are_seeded_and_cut_before_stop_strings(random_model):
 def test_legacy_completions_are_repeatable_by_seed(random_model):
     rule = CompletionRule(min_words=1, stop_after_words=0)
     assert complete(random_model, "ab", 4, rule, 10.0, 3) == complete(random_model, "ab", 4, rule, 10.0, 3)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_jobs_batched_together_get_what_they_get_alone(random_model, int8):
+    rule = CompletionRule(min_words=1, stop_after_words=0)
+
+    def jobs() -> list:
+        return [Completions(random_model.vocab, "ab", 4, rule, 10.0, 3),
+                Continuations(random_model.vocab, "abc", 3, 60, 0.8, None, 0.9, 7, ("!",), 10.0),
+                Continuations(random_model.vocab, "", 2, 90, 1.0, 3, None, 8, (), 10.0)]
+
+    alone = [Batcher(random_model, int8).run(job) for job in jobs()]
+    batcher, together = Batcher(random_model, int8), jobs()
+    for job in together[1:]:
+        batcher.submit(job)
+        batcher._admit(batcher.inbox.get())
+    assert batcher.run(together[0]) == alone[0]
+    while batcher.primes:
+        batcher.advance()
+    assert [job.future.result() for job in together[1:]] == alone[1:]
 
 
 @pytest.mark.parametrize("bad", [dict(default_n=11), dict(workers=4, max_pending=2), dict(deadline=0),

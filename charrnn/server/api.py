@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from charrnn.server.context import ServerContext, get_context
-from charrnn.server.generation import continue_text
 
 router = APIRouter(tags=["JSON API"])
 Context = Annotated[ServerContext, Depends(get_context)]
@@ -70,8 +69,9 @@ async def generate(body: GenerateRequest, ctx: Context) -> GenerateResponse:
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     prime, dropped = ctx.model.vocab.fit(body.prime[-limits.prime_window:])
     seed = secrets.randbits(63) if body.seed is None else body.seed
-    results = await ctx.capacity.run(continue_text, ctx.model, prime, body.n, body.length, body.temperature,
-                                     body.top_k, body.top_p, seed, stop, limits.deadline)
+    results = await ctx.capacity.run("continuations", prime=prime, n=body.n, length=body.length,
+                                     temperature=body.temperature, top_k=body.top_k, top_p=body.top_p, seed=seed,
+                                     stop=stop, deadline=limits.deadline)
     return GenerateResponse(
         completions=[Continuation(text=r.text, finish_reason=r.finish_reason) for r in results],
         prime=prime, dropped=dict(dropped), seed=seed, time=round(time.perf_counter() - started, 4),

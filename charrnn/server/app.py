@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,8 +22,10 @@ from charrnn.server.context import ServerContext
 from charrnn.server.loading import ServedModel
 from charrnn.server.options import CompletionRule, Limits
 from charrnn.server.query import QueryError
+from charrnn.server.workers import WorkerError
 
 log = logging.getLogger("charrnn.server")
+WORKER_START_TIMEOUT = 300.0  # seconds for every worker process to load the model
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -85,6 +88,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def busy(_: Request, exc: Busy) -> JSONResponse:
         return error(503, str(exc), {"Retry-After": "1"})
 
+    @app.exception_handler(WorkerError)
+    async def worker_failed(_: Request, exc: WorkerError) -> JSONResponse:
+        log.error("generation failed: %s", exc)
+        return error(503, f"the generation worker failed ({exc}); try again", {"Retry-After": "1"})
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error(422, _validation_message(exc))  # without the input, which may be megabytes
@@ -100,7 +108,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(model: ServedModel, rule: CompletionRule | None = None, limits: Limits | None = None,
-               cors_origins: Sequence[str] = ()) -> FastAPI:
+               cors_origins: Sequence[str] = (), int8: bool = False, torch_threads: int = 1) -> FastAPI:
     """The server for ``model``.
 
     Args:
@@ -108,14 +116,23 @@ def create_app(model: ServedModel, rule: CompletionRule | None = None, limits: L
         rule: the completion rule of ``GET /generate`` (torch-rnn-server's by default).
         limits: request bounds, deadline and concurrency.
         cors_origins: origins allowed to call from a browser page elsewhere; none by default.
+        int8: sample with 8-bit integer products (see :mod:`charrnn.stepper`).
+        torch_threads: torch threads in each worker process.
+
+    The ``limits.workers`` worker processes start here, each loading ``model.source``; the app answers
+    once they all have.
     """
     rule, limits = rule or CompletionRule(), limits or Limits()
-    capacity = Capacity(limits.workers, limits.max_pending)
+    device = str(next(model.net.parameters()).device)
+    capacity = Capacity(model.source, device, limits.workers, limits.max_pending, int8, torch_threads)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        capacity.shutdown()
+        try:
+            await asyncio.to_thread(capacity.wait_ready, WORKER_START_TIMEOUT)
+            yield
+        finally:
+            capacity.shutdown()
 
     app = FastAPI(title="charrnn", version=__version__, lifespan=lifespan,
                   description="Character-level RNN autocomplete: the rnn-writer protocol (`GET /generate`), "

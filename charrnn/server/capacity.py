@@ -1,38 +1,61 @@
-"""Runs generations on a fixed pool of threads and refuses work beyond a bound instead of queueing it.
+"""Admits generations up to a bound, refusing the rest at once, and spreads them over the workers.
 
-Sampling is CPU-bound torch code, which releases the GIL inside its kernels, so threads overlap; the
-event loop stays free to answer (and to refuse) other requests meanwhile.
+The event loop only hands jobs over and waits for their answers, so it stays free to answer (and to
+refuse) other requests meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future
+from typing import Any
 
-T = TypeVar("T")
+from charrnn.server.workers import Worker
+
+log = logging.getLogger("charrnn.server")
 
 
 class Busy(RuntimeError):
     """Every slot is taken; the request should be answered with 503 at once."""
 
 
+def _deliver(done: Future, answer: asyncio.Future) -> None:
+    if answer.done():  # the caller stopped waiting
+        return
+    if done.cancelled():
+        answer.cancel()
+    elif done.exception() is not None:
+        answer.set_exception(done.exception())
+    else:
+        answer.set_result(done.result())
+
+
 class Capacity:
-    """At most ``max_pending`` generations running or waiting, ``workers`` of them running.
+    """At most ``max_pending`` generations admitted at once, batched by ``workers`` processes.
 
     Args:
-        workers: threads that run generations.
+        ckpt: the model every worker loads.
+        device: where the workers run it.
+        workers: worker processes; each new job goes to the one with the fewest.
         max_pending: generations admitted at once; one more raises :class:`Busy`.
+        int8: the workers multiply in 8-bit integers (see :mod:`charrnn.stepper`).
+        threads: torch threads per worker.
     """
 
-    def __init__(self, workers: int, max_pending: int) -> None:
+    def __init__(self, ckpt: str, device: str, workers: int, max_pending: int, int8: bool = False,
+                 threads: int = 1) -> None:
         self.workers, self.max_pending = workers, max_pending
-        self._slots = threading.BoundedSemaphore(max_pending)
+        self._spawn = (ckpt, device, int8, threads)
         self._pending = 0
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="charrnn-generate")
+        self._workers = [Worker(i, *self._spawn) for i in range(workers)]
+
+    def wait_ready(self, timeout: float) -> None:
+        """Blocks until every worker has loaded the model; raises WorkerError if one could not."""
+        for worker in self._workers:
+            worker.ready.result(timeout)
 
     @property
     def pending(self) -> int:
@@ -41,22 +64,37 @@ class Capacity:
     def _release(self, _: Future) -> None:
         with self._lock:
             self._pending -= 1
-        self._slots.release()
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` on a worker thread. The slot is given back when the work has really ended
-        (or was cancelled before it started), not when the caller stops waiting."""
-        if not self._slots.acquire(blocking=False):
-            raise Busy(f"all {self.max_pending} generation slots are in use (--max-pending); try again shortly")
+    def _worker(self) -> Worker:
+        for i, worker in enumerate(self._workers):
+            if worker.conn.closed:  # it died: start another in its place
+                log.warning("starting a new %s", worker.name)
+                self._workers[i] = Worker(i, *self._spawn)
+        return min(self._workers, key=lambda w: w.load)
+
+    async def run(self, kind: str, **job: Any) -> Any:
+        """The answer of a job (see :mod:`charrnn.server.workers`). If the caller stops waiting, the
+        job is dropped at the worker's next step; its slot is given back when it has really ended."""
         with self._lock:
+            if self._pending >= self.max_pending:
+                raise Busy(f"all {self.max_pending} generation slots are in use (--max-pending); try again shortly")
             self._pending += 1
+        worker = self._worker()
         try:
-            future = self._executor.submit(fn, *args)
+            job_id, future = worker.submit(kind, **job)
         except BaseException:
             self._release(Future())
             raise
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
         future.add_done_callback(self._release)
-        return await asyncio.wrap_future(future)
+        future.add_done_callback(lambda done: loop.call_soon_threadsafe(_deliver, done, answer))
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            worker.cancel(job_id)
+            raise
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for worker in self._workers:
+            worker.stop()

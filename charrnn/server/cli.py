@@ -17,6 +17,7 @@ from charrnn.checkpoint import CheckpointError
 from charrnn.server.app import create_app
 from charrnn.server.loading import load_served_model
 from charrnn.server.options import DEFAULT_TEMPERATURES, CompletionRule, Limits
+from charrnn.stepper import int8_available
 
 DESCRIPTION = ("The autocomplete server: torch-rnn-server's protocol for rnn-writer (GET /generate), a JSON API "
                "(POST /v1/generate, docs at /docs) and a writing page (/write).")
@@ -42,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port (rnn-writer's default is 8080)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--torch-threads", type=int, default=1,
-                   help="torch threads per generation; requests run side by side on --workers threads instead")
+                   help="torch threads per worker process; requests are batched on --workers processes instead")
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                   help="multiply in 8-bit integers: about 3x faster on a CPU for the same text quality (on "
+                        "tiny-shakespeare, +0.0001 nats/char); on by default on a CPU that supports it")
     p.add_argument("--cors-origins", default="", help="comma-separated origins whose pages may call the server "
                                                       "(e.g. http://localhost:3000); none by default")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -62,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     rule.add_argument("--min-words", type=int, default=d.min_words, help="shorter completions are sampled again")
     rule.add_argument("--max-words", type=int, default=d.max_words, help="longer completions are sampled again")
     rule.add_argument("--max-attempts", type=int, default=d.max_attempts,
-                      help="batches sampled per request before answering with what there is")
+                      help="a request samples at most ceil(n * oversample) * this many completions, then "
+                           "answers with what it has")
     rule.add_argument("--oversample", type=float, default=d.oversample,
-                      help="rows per batch for each missing completion (spares replace rejected ones)")
+                      help="completions sampled at once for each one missing; the first n accepted are the "
+                           "answer")
 
     lim = p.add_argument_group("limits")
     d2 = Limits()
@@ -77,9 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     lim.add_argument("--max-length", type=int, default=d2.max_length, help="largest length of POST /v1/generate")
     lim.add_argument("--deadline", type=float, default=d2.deadline,
                      help="seconds of sampling per request; then it answers with what it has")
-    lim.add_argument("--workers", type=int, default=d2.workers, help="generations running at the same time")
+    lim.add_argument("--workers", type=int, default=None,
+                     help="worker processes, each stepping all of its requests together as one batch (default: "
+                          "one per CPU core, up to 8; 1 with --device cuda)")
     lim.add_argument("--max-pending", type=int, default=d2.max_pending,
-                     help="generations running or waiting; more are answered with 503 at once")
+                     help="requests being generated at once; more are answered with 503 at once")
     lim.add_argument("--max-request-bytes", type=int, default=d2.max_request_bytes,
                      help="largest request line, headers or body")
     return p
@@ -92,6 +100,8 @@ def _pick(args: argparse.Namespace, cls: type) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.workers is None:
+        args.workers = 1 if args.device.startswith("cuda") else Limits().workers
     try:
         rule, limits = CompletionRule(**_pick(args, CompletionRule)), Limits(**_pick(args, Limits))
     except ValueError as e:
@@ -108,11 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --ckpt {e}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.torch_threads)
+    int8 = args.int8
+    if int8 is None:
+        int8 = args.device == "cpu" and int8_available()
+    elif int8 and not int8_available(args.device):
+        parser.error(f"--int8: this torch build cannot multiply int8 matrices on {args.device}; use --no-int8")
     origins = tuple(o.strip() for o in args.cors_origins.split(",") if o.strip())
-    app = create_app(model, rule, limits, origins)
+    app = create_app(model, rule, limits, origins, int8, args.torch_threads)
     info = model.describe()
     print(f"charrnn: {info['model_type']} {info['num_layers']}x{info['rnn_size']}, {info['vocab_size']} tokens, "
-          f"from {args.ckpt}; writing page at http://{args.host}:{args.port}/write", file=sys.stderr, flush=True)
+          f"{'int8' if int8 else 'float'} products, from {args.ckpt}; "
+          f"writing page at http://{args.host}:{args.port}/write", file=sys.stderr, flush=True)
     if info["has_uppercase"] and rule.lowercase:
         print("charrnn: the model knows uppercase letters but GET /generate lowercases primes (torch-rnn-server's "
               "rule); --no-lowercase keeps their case", file=sys.stderr, flush=True)

@@ -1,19 +1,20 @@
-"""Completions for the server, built on :func:`charrnn.sampling.sample`: every request samples its n
-rows as one batch with its own generator and hidden state, and stops at a deadline."""
+"""What the server's requests generate, as jobs for :class:`charrnn.server.batching.Batcher`: the
+legacy completions under torch-rnn-server's rule, and the JSON API's continuations."""
 
 from __future__ import annotations
 
+import codecs
 import math
 import random
 import re
-import time
-from collections.abc import Iterator
-from contextlib import closing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from charrnn.sampling import sample
-from charrnn.server.loading import ServedModel
+import torch
+from torch import Tensor
+
+from charrnn.server.batching import Job
 from charrnn.server.options import CompletionRule
 from charrnn.vocab import Vocab
 
@@ -66,49 +67,59 @@ class Draft:
         return "".join(self.chars)
 
 
-def _settled(drafts: list[Draft], wanted: int) -> bool:
-    """Whether the first ``wanted`` accepted drafts in row order are known. Taking completions in row
-    order (not in order of finishing) keeps short completions from being favoured."""
-    found = 0
-    for d in drafts:
-        if not d.done:
-            return False
-        found += d.accepted
-        if found >= wanted:
-            return True
-    return True
+def text_of(vocab: Vocab) -> Callable[[int], str]:
+    """A decoder for one row: token -> the text it completes (empty while a byte model is mid-character)."""
+    if not vocab.byte_level:
+        return vocab.tokens.__getitem__
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    return lambda token: decoder.decode(vocab.decode_bytes([token]))
 
 
-def complete(model: ServedModel, prime: str, n: int, rule: CompletionRule, deadline: float, seed: int) -> list[str]:
-    """Up to ``n`` completions of ``prime`` under ``rule`` (torch-rnn-server's by default).
+class Completions(Job):
+    """``n`` completions of the prime under ``rule`` (torch-rnn-server's by default): ``GET /generate``.
 
-    Each attempt samples the missing completions (times ``rule.oversample``) as one batch, each row
-    at a temperature drawn from ``rule.temperatures``, and ends as soon as the result is settled. It
-    answers with what it has after ``rule.max_attempts`` batches or ``deadline`` seconds.
+    ``ceil(missing * rule.oversample)`` rows run at any time, each at a temperature drawn from
+    ``rule.temperatures``; a row that finishes is replaced while completions are missing, up to
+    ``ceil(n * rule.oversample) * rule.max_attempts`` rows in all. The answer is the first ``n``
+    completions to be accepted (rows finishing at the same step in the order they started).
     """
-    rng = random.Random(seed)
-    end = time.monotonic() + deadline
-    accepted: list[str] = []
-    for _ in range(rule.max_attempts):
-        missing = n - len(accepted)
-        if missing <= 0 or time.monotonic() >= end:
-            break
-        rows = math.ceil(missing * rule.oversample)
-        drafts = [Draft(rule) for _ in range(rows)]
-        temperatures = [rng.choice(rule.temperatures) for _ in range(rows)]
-        stream = sample(model.net, model.vocab, prime, rule.max_chars, temperatures,
-                        num_samples=rows, seed=rng.getrandbits(63))
-        with closing(stream):
-            for pieces in stream:
-                for draft, piece in zip(drafts, pieces, strict=True):
-                    draft.add(piece)
-                if _settled(drafts, missing) or time.monotonic() >= end:
-                    break
-            else:  # the stream ran out (a byte model spends several steps on one character)
-                for draft in drafts:
-                    draft.done = True
-        accepted += [d.text for d in drafts if d.accepted][:missing]
-    return accepted
+
+    def __init__(self, vocab: Vocab, prime: str, n: int, rule: CompletionRule, deadline: float, seed: int) -> None:
+        super().__init__(vocab.encode(prime), deadline, seed)
+        self.vocab, self.n, self.rule = vocab, n, rule
+        self.rng = random.Random(seed)
+        self.budget = math.ceil(n * rule.oversample) * rule.max_attempts
+        self.drafts: list[Draft] = []
+        self.decoders: list[Callable[[int], str]] = []
+        self.accepted: list[str] = []
+        self.running = 0
+
+    def start_rows(self) -> list[tuple[int, float]]:
+        missing = self.n - len(self.accepted)
+        wanted = min(math.ceil(missing * self.rule.oversample) - self.running, self.budget - len(self.drafts))
+        rows = []
+        for _ in range(max(0, wanted)):
+            rows.append((len(self.drafts), self.rng.choice(self.rule.temperatures)))
+            self.drafts.append(Draft(self.rule))
+            self.decoders.append(text_of(self.vocab))
+        self.running += len(rows)
+        return rows
+
+    def feed(self, row: int, token: int) -> bool:
+        draft = self.drafts[row]
+        if not draft.done:
+            draft.add(self.decoders[row](token))
+            if draft.done:
+                self.running -= 1
+                if draft.accepted and len(self.accepted) < self.n:
+                    self.accepted.append(draft.text)
+        return draft.done
+
+    def finished(self) -> bool:
+        return len(self.accepted) == self.n or (self.running == 0 and len(self.drafts) >= self.budget)
+
+    def result(self, expired: bool) -> list[str]:
+        return self.accepted
 
 
 @dataclass(frozen=True)
@@ -123,38 +134,46 @@ def _first_stop(text: str, new: int, stop: tuple[str, ...]) -> int | None:
     return min(hits) if hits else None
 
 
-def continue_text(
-    model: ServedModel,
-    prime: str,
-    n: int,
-    length: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    seed: int,
-    stop: tuple[str, ...],
-    deadline: float,
-) -> list[Continuation]:
-    """``n`` continuations of ``prime`` (already fitted to the vocabulary), sampled as one batch.
+class Continuations(Job):
+    """``n`` continuations of ``prime`` (already fitted to the vocabulary): ``POST /v1/generate``.
 
-    Each ends after ``length`` steps, before its first ``stop`` sequence, or at the ``deadline``.
+    Each ends after ``length`` steps, before its first ``stop`` sequence, or at the deadline.
     """
-    end = time.monotonic() + deadline
-    texts = [""] * n
-    reasons: list[FinishReason | None] = [None] * n
-    stream: Iterator[list[str]] = sample(model.net, model.vocab, prime, length, float(temperature), top_k, top_p,
-                                         num_samples=n, seed=seed)
-    with closing(stream):
-        for pieces in stream:
-            for i, piece in enumerate(pieces):
-                if reasons[i] is None and piece:
-                    texts[i] += piece
-                    cut = _first_stop(texts[i], len(piece), stop) if stop else None
-                    if cut is not None:
-                        texts[i], reasons[i] = texts[i][:cut], "stop"
-            if all(r is not None for r in reasons):
-                break
-            if time.monotonic() >= end:
-                reasons = [r or "deadline" for r in reasons]
-                break
-    return [Continuation(t, r or "length") for t, r in zip(texts, reasons, strict=True)]
+
+    def __init__(self, vocab: Vocab, prime: str, n: int, length: int, temperature: float, top_k: int | None,
+                 top_p: float | None, seed: int, stop: tuple[str, ...], deadline: float) -> None:
+        super().__init__(vocab.encode(prime), deadline, seed, top_k, top_p)
+        self.n, self.length, self.temperature, self.stop = n, length, temperature, stop
+        self.texts = [""] * n
+        self.steps = [0] * n
+        self.reasons: list[FinishReason | None] = [None] * n
+        self.decoders = [text_of(vocab) for _ in range(n)]
+        self.started = False
+
+    def start_rows(self) -> list[tuple[int, float]]:
+        if self.started:
+            return []
+        self.started = True
+        return [(i, self.temperature) for i in range(self.n)]
+
+    def uniforms(self, rows: list[int]) -> Tensor:
+        # Draws for all n rows at every step: a row's text does not depend on when the others stopped.
+        return torch.rand(self.n, generator=self.generator)[rows]
+
+    def feed(self, row: int, token: int) -> bool:
+        piece = self.decoders[row](token)
+        self.steps[row] += 1
+        if piece:
+            self.texts[row] += piece
+            cut = _first_stop(self.texts[row], len(piece), self.stop) if self.stop else None
+            if cut is not None:
+                self.texts[row], self.reasons[row] = self.texts[row][:cut], "stop"
+        if self.reasons[row] is None and self.steps[row] >= self.length:
+            self.reasons[row] = "length"
+        return self.reasons[row] is not None
+
+    def finished(self) -> bool:
+        return all(r is not None for r in self.reasons)
+
+    def result(self, expired: bool) -> list[Continuation]:
+        return [Continuation(t, r or "deadline") for t, r in zip(self.texts, self.reasons, strict=True)]

@@ -21,9 +21,10 @@ class CompletionRule:
         max_chars: a completion ends at this many characters in any case.
         min_words: completions with fewer words are thrown away (and replaced by another attempt).
         max_words: completions with more words are thrown away.
-        max_attempts: batches sampled per request before answering with what there is.
-        oversample: rows per batch for each completion still missing; spare rows replace rejected
-            ones without another batch.
+        max_attempts: a request samples at most ``ceil(n * oversample) * max_attempts`` rows, then
+            answers with what there is.
+        oversample: rows sampled at once for each completion still missing; a finished row is
+            replaced while completions are missing. The first n accepted are the answer.
     """
 
     lowercase: bool = True
@@ -35,7 +36,7 @@ class CompletionRule:
     min_words: int = 3
     max_words: int = 20
     max_attempts: int = 4
-    oversample: float = 2.0
+    oversample: float = 3.0
 
     def __post_init__(self) -> None:
         if not self.temperatures or any(t < 0 for t in self.temperatures):
@@ -61,8 +62,9 @@ class Limits:
         prime_window: only the last this many characters of the prime are fed to the model.
         max_length: longest ``length`` of the JSON API.
         deadline: seconds of generation per request, after which it answers with what it has.
-        workers: generations running at the same time (threads); one per CPU core, up to 8.
-        max_pending: requests running or waiting; beyond, the answer is 503 at once.
+        workers: worker processes, each stepping all of its requests together as one batch; one per
+            CPU core, up to 8.
+        max_pending: requests being generated at once; beyond, the answer is 503 at once.
         max_request_bytes: largest request line, headers or body accepted (bytes).
     """
 
