@@ -5,6 +5,9 @@ character count; pass 2 encodes it chunk by chunk into the train/val/test datase
 are written to temporary files beside their targets and moved into place only when complete, so a
 crash or a bad input never destroys an existing pair.
 
+Runs of ASCII are never decoded (see :mod:`charrnn.units`): their bytes are searched and mapped with
+``bytes.translate``. The file's SHA-256 is computed on another thread meanwhile.
+
     python -m charrnn.preprocess --input_txt data/tiny-shakespeare.txt \\
         --output_h5 data/tiny-shakespeare.h5 --output_json data/tiny-shakespeare.json
 """
@@ -18,7 +21,8 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +30,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from charrnn.units import CHUNK_BYTES, DecodeError, Piece, read_units
 from charrnn.vocab import Vocab, byte_token
 
-CHUNK_BYTES = 2 << 20  # bytes read at a time; memory use is a small multiple of this
 BLOCK = 1 << 16
 SPLITS = ("train", "val", "test")
 
@@ -44,39 +48,6 @@ class Scan:
     units: list[int] = field(default_factory=list)  # code points (or byte values), first-occurrence order
     total: int = 0
     unknown: Counter[int] = field(default_factory=Counter)
-    sha256: str = ""
-
-
-def read_units(path: Path, encoding: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
-    """Yields the file as arrays of code points (``encoding="bytes"``: byte values).
-
-    Decoding is strict, with no newline translation (``\\r`` is a character, as in torch-rnn).
-    """
-    decoder = None if encoding == "bytes" else codecs.getincrementaldecoder(encoding)("strict")
-    offset = 0
-    with open(path, "rb") as f:
-        while True:
-            raw = f.read(chunk_bytes)
-            final = not raw
-            if decoder is None:
-                if final:
-                    return
-                yield np.frombuffer(raw, dtype=np.uint8)
-            else:
-                pending = len(decoder.getstate()[0])
-                try:
-                    text = decoder.decode(raw, final=final)
-                except UnicodeDecodeError as e:
-                    at = offset - pending + e.start
-                    raise PreprocessError(
-                        f"--input_txt {path} is not valid {encoding} at byte {at} ({e.reason}); "
-                        "fix the file, or pass --encoding bytes to model raw bytes"
-                    ) from None
-                if text:
-                    yield np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
-                if final:
-                    return
-            offset += len(raw)
 
 
 def scan_sha256(path: Path) -> str:
@@ -93,13 +64,46 @@ def unit_space(encoding: str) -> int:
     return 256 if encoding == "bytes" else 0x110000
 
 
+def _new_bytes(chunk: bytes, known: bytes) -> list[int]:
+    """Byte values of ``chunk`` not in ``known``, in order of first occurrence."""
+    fresh = set(chunk.translate(None, known))
+    return sorted(fresh, key=lambda b: chunk.index(b)) if fresh else []
+
+
+def _pieces(path: Path, encoding: str) -> Iterator[Piece]:
+    """The pieces of :func:`charrnn.units.read_units`, one by one; decoding errors name the flag."""
+    try:
+        for pieces in read_units(path, encoding):
+            yield from pieces
+    except DecodeError as e:
+        raise PreprocessError(f"--input_txt {path} is not valid {encoding} at {e}; fix the file, "
+                              "or pass --encoding bytes to model raw bytes") from None
+
+
+def _byte_values(mask: np.ndarray) -> bytes:
+    """The byte values (below 256) where ``mask`` is true."""
+    return bytes(np.flatnonzero(mask[:256]).astype(np.uint8))
+
+
 def scan(path: Path, encoding: str, vocab: Vocab | None) -> Scan:
     """Pass 1: vocabulary in order of first occurrence (or unknowns of a given vocabulary)."""
-    result = Scan(sha256=scan_sha256(path))
+    result = Scan()
     space = unit_space(encoding)
     table = vocab.lookup_table(space) if vocab is not None else None
+    known_bytes = _byte_values(table > 0) if table is not None else b""
     seen = np.zeros(space, dtype=bool)
-    for units in read_units(path, encoding):
+    for units in _pieces(path, encoding):
+        if isinstance(units, bytes):
+            if table is not None:
+                unknown = units.translate(None, known_bytes)
+                result.total += len(units) - len(unknown)
+                result.unknown.update(unknown)
+            else:
+                result.total += len(units)
+                fresh = _new_bytes(units, _byte_values(seen))
+                result.units.extend(fresh)
+                seen[fresh] = True
+            continue
         if table is not None:
             known = table[units] > 0
             result.total += int(np.count_nonzero(known))
@@ -184,6 +188,16 @@ def preprocess(
     if vocab is not None and vocab.byte_level and encoding != "bytes":
         raise PreprocessError("--vocab is a byte vocabulary (tokens like [195]); pass --encoding bytes")
 
+    pool = ThreadPoolExecutor(1)  # hashes the file on another core while the two passes run
+    sha256 = pool.submit(scan_sha256, input_txt)
+    try:
+        return _encode(input_txt, output_h5, output_json, val_frac, test_frac, encoding, vocab, unknown, say, sha256)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float, test_frac: float, encoding: str,
+            vocab: Vocab | None, unknown: str, say: Callable[..., None], sha256: Future[str]) -> Vocab:
     found = scan(input_txt, encoding, vocab)
     if vocab is None:
         spell = byte_token if encoding == "bytes" else chr
@@ -210,7 +224,7 @@ def preprocess(
         _write_h5(tmp_h5, input_txt, encoding, vocab, sizes, dtype, drop_unknown=bool(found.unknown))
         meta = vocab.to_json_dict()
         meta["charrnn"] = {
-            "source_sha256": found.sha256,
+            "source_sha256": sha256.result(),
             "encoding": encoding,
             "val_frac": val_frac,
             "test_frac": test_frac,
@@ -236,15 +250,19 @@ def _write_h5(path: Path, input_txt: Path, encoding: str, vocab: Vocab, sizes: t
               drop_unknown: bool) -> None:
     """Pass 2: encodes the file chunk by chunk into contiguous datasets."""
     table = vocab.lookup_table(unit_space(encoding))
+    # For byte chunks: the index of each byte value as one byte (when every index fits), and the bytes to drop.
+    byte_map = table[:256].astype(np.uint8).tobytes() if dtype == np.uint8 else None
+    unknown_bytes = _byte_values(table == 0)
     with ExitStack() as stack:
         f = stack.enter_context(h5py.File(path, "w", track_order=False))
         datasets = [f.create_dataset(name, shape=(size,), dtype=dtype) for name, size in zip(SPLITS, sizes)]
         split, pos = 0, 0
-        for units in read_units(input_txt, encoding):
-            ids = table[units]
-            if drop_unknown:
-                ids = ids[ids > 0]
-            ids = ids.astype(dtype, copy=False)
+        for pieces in read_units(input_txt, encoding):  # already read once by scan: no decoding errors
+            parts = [_indices(piece, table, byte_map, unknown_bytes if drop_unknown else None, dtype)
+                     for piece in pieces]
+            if not parts:
+                continue
+            ids = np.concatenate(parts) if len(parts) > 1 else parts[0]
             while len(ids):
                 while split < len(sizes) and pos == sizes[split]:
                     split, pos = split + 1, 0
@@ -254,6 +272,17 @@ def _write_h5(path: Path, input_txt: Path, encoding: str, vocab: Vocab, sizes: t
         f.flush()
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
+
+
+def _indices(piece: Piece, table: np.ndarray, byte_map: bytes | None, drop: bytes | None,
+             dtype: type) -> np.ndarray:
+    """1-based indices of a piece's units, without the unknown ones when ``drop`` is given."""
+    if isinstance(piece, bytes) and byte_map is not None:
+        return np.frombuffer(piece.translate(byte_map, drop or b""), np.uint8)
+    ids = table[np.frombuffer(piece, np.uint8) if isinstance(piece, bytes) else piece]
+    if drop is not None:
+        ids = ids[ids > 0]
+    return ids.astype(dtype, copy=False)
 
 
 def main(argv: list[str] | None = None) -> int:

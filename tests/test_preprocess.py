@@ -71,17 +71,34 @@ def test_vocabulary_of_255_tokens_is_uint8_and_256_is_uint32(tmp_path):
         assert train.dtype == dtype and train.max() == size and train.min() == 1
 
 
-def test_chunk_boundaries_do_not_matter(tmp_path, monkeypatch):
-    """A tiny chunk size splits multi-byte characters across reads; the result must not change."""
-    text = "héllo wörld 😀 " * 50
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])
+@pytest.mark.parametrize("text", ["héllo wörld 😀 " * 50,
+                                  "plain ascii first, " * 20 + "then ü" + " more text. zq" * 30])
+def test_chunk_boundaries_do_not_matter(tmp_path, monkeypatch, chunk, text):
+    """Small chunks split multi-byte characters across reads and mix pure-ASCII chunks (not decoded)
+    with decoded ones; the arrays and the order of the vocabulary must not change."""
+    monkeypatch.setattr("charrnn.units.CHUNK_BYTES", chunk)
     _, h5, js = run(tmp_path, text)
-    expected = (read_h5(h5), js.read_text())
-    monkeypatch.setattr("charrnn.preprocess.CHUNK_BYTES", 7)
-    _, h5, js = run(tmp_path, text)
-    got = read_h5(h5)
-    assert js.read_text() == expected[1]
-    for name in expected[0]:
-        np.testing.assert_array_equal(got[name], expected[0][name])
+    token_to_idx, splits = torch_rnn_reference(text)
+    assert json.loads(js.read_text())["token_to_idx"] == token_to_idx
+    for name, expected in zip(("train", "val", "test"), splits):
+        np.testing.assert_array_equal(read_h5(h5)[name], expected)
+
+
+@pytest.mark.parametrize("chunk", [2, 4096])
+def test_reused_vocabulary_and_bytes_encoding_across_chunk_kinds(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr("charrnn.units.CHUNK_BYTES", chunk)
+    vocab = preprocess_vocab(tmp_path, "abc é\n")
+    src = tmp_path / "new.txt"
+    src.write_text("abXc a\n" * 5 + "éZé\n" + "cab\n" * 5, encoding="utf-8")
+    preprocess(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab, quiet=True)
+    assert vocab.decode(read_h5(tmp_path / "n.h5")["train"].astype(int) - 1) == \
+        "abc a\n" * 5 + "éé\n" + "cab\n" * 5
+    raw = b"ab\n" * 4 + "é".encode() + bytes(range(256))
+    src.write_bytes(raw)
+    bytes_vocab = preprocess(src, tmp_path / "b.h5", tmp_path / "b.json", 0, 0, encoding="bytes", quiet=True)
+    assert bytes_vocab.tokens[:4] == ["a", "b", "\n", "[195]"]
+    assert bytes_vocab.decode_bytes(read_h5(tmp_path / "b.h5")["train"].astype(int) - 1) == raw
 
 
 def test_deterministic_bytes(tmp_path):
@@ -119,10 +136,21 @@ def test_invalid_utf8_names_the_byte_offset(tmp_path, capsys):
     assert not h5.exists() and not js.exists()
 
 
-def test_invalid_utf8_offset_across_chunks(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("charrnn.preprocess.CHUNK_BYTES", 4)
-    code, *_ = run(tmp_path, "éééé".encode() + b"\xff")
-    assert code == 2 and "byte 8" in capsys.readouterr().err
+@pytest.mark.parametrize("chunk", [3, 4, 4096])
+@pytest.mark.parametrize("data,offset", [("éééé".encode() + b"\xff", 8), (b"abc " * 100 + b"\xc3(", 400),
+                                         (("aé" * 400 + "b").encode() + b"\xe2\x82", 1201)])
+def test_invalid_utf8_offset_across_chunks(tmp_path, monkeypatch, capsys, chunk, data, offset):
+    monkeypatch.setattr("charrnn.units.CHUNK_BYTES", chunk)
+    code, *_ = run(tmp_path, data)
+    assert code == 2 and f"byte {offset} " in capsys.readouterr().err
+
+
+def test_text_with_many_non_ascii_runs_is_decoded_whole(tmp_path):
+    text = "aé" * 2000 + "end 😀"  # 2,000 runs in one read: more than MAX_RUNS
+    _, h5, js = run(tmp_path, text)
+    token_to_idx, splits = torch_rnn_reference(text)
+    assert json.loads(js.read_text())["token_to_idx"] == token_to_idx
+    np.testing.assert_array_equal(read_h5(h5)["train"], splits[0])
 
 
 @pytest.mark.parametrize("text", [b"", b"x"])
