@@ -104,7 +104,7 @@ def test_the_first_completions_accepted_are_the_answer():
     feed_row(job, 0, "w " * 21)  # rejected
     assert not job.finished() and [row for row, _ in job.start_rows()] == [3]  # 1 missing: 2 rows run
     feed_row(job, 3, "d c b a!")
-    assert job.finished() and job.result(expired=False) == ["a b c d.", "d c b a!"]  # row 1 is not awaited
+    assert job.finished() and job.result() == ["a b c d.", "d c b a!"]  # row 1 is not awaited
 
 
 def test_finished_rows_are_replaced_up_to_the_attempt_cap():
@@ -118,7 +118,7 @@ def test_finished_rows_are_replaced_up_to_the_attempt_cap():
     assert [row for row, _ in job.start_rows()] == [3]
     assert job.start_rows() == []  # 4 rows were the budget
     feed_row(job, 3, "w " * 21)
-    assert job.finished() and job.result(expired=False) == ["a b c d."]
+    assert job.finished() and job.result() == ["a b c d."]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ request gets does not depend on what runs beside it.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
@@ -25,8 +24,6 @@ from charrnn.net import State
 from charrnn.sampling import pick, prime_state
 from charrnn.server.loading import ServedModel
 from charrnn.stepper import Stepper
-
-log = logging.getLogger("charrnn.server")
 
 
 class Job(ABC):
@@ -65,8 +62,8 @@ class Job(ABC):
         """Whether the answer is complete."""
 
     @abstractmethod
-    def result(self, expired: bool) -> Any:
-        """The answer; ``expired`` when the deadline ended the job."""
+    def result(self) -> Any:
+        """The answer: complete when :meth:`finished`, what there is otherwise (at the deadline)."""
 
 
 def _cat(a: State, b: State) -> State:
@@ -96,10 +93,6 @@ class Batcher:
         self.temperatures = torch.zeros(0, device=self.device)
         self.primes: dict[Job, tuple[Tensor, State]] = {}
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
-
-    @property
-    def load(self) -> int:
-        return len(self.primes)
 
     def start(self) -> Batcher:
         self.thread.start()
@@ -169,11 +162,10 @@ class Batcher:
         for job in jobs:
             if job not in self.primes:
                 continue
-            expired = now >= job.end
-            if job.finished() or expired or job.cancelled:
+            if job.finished() or now >= job.end or job.cancelled:
                 del self.primes[job]
                 try:
-                    job.future.set_result(job.result(expired and not job.finished()))
+                    job.future.set_result(job.result())
                 except Exception as e:
                     job.future.set_exception(e)
 

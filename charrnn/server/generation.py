@@ -118,7 +118,7 @@ class Completions(Job):
     def finished(self) -> bool:
         return len(self.accepted) == self.n or (self.running == 0 and len(self.drafts) >= self.budget)
 
-    def result(self, expired: bool) -> list[str]:
+    def result(self) -> list[str]:
         return self.accepted
 
 
@@ -175,5 +175,5 @@ class Continuations(Job):
     def finished(self) -> bool:
         return all(r is not None for r in self.reasons)
 
-    def result(self, expired: bool) -> list[Continuation]:
+    def result(self) -> list[Continuation]:
         return [Continuation(t, r or "deadline") for t, r in zip(self.texts, self.reasons, strict=True)]
