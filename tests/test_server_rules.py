@@ -200,3 +200,21 @@ def test_jobs_batched_together_get_what_they_get_alone(random_model, int8):
 def test_inconsistent_limits_are_refused_naming_the_flag(bad):
     with pytest.raises(ValueError, match="--"):
         Limits(**bad)
+
+
+def test_a_failing_job_is_answered_with_its_error_and_the_batcher_goes_on(random_model):
+    class Broken(Continuations):
+        def feed(self, row: int, token: int) -> bool:
+            raise RuntimeError("broken rule")
+
+    batcher = Batcher(random_model).start()
+    try:
+        broken = Broken(random_model.vocab, "ab", 2, 50, 1.0, None, None, 1, (), 10.0)
+        batcher.submit(broken)
+        with pytest.raises(RuntimeError, match="broken rule"):
+            broken.future.result(timeout=10)
+        fine = Continuations(random_model.vocab, "ab", 2, 50, 1.0, None, None, 1, (), 10.0)
+        batcher.submit(fine)
+        assert [len(c.text) for c in fine.future.result(timeout=10)] == [50, 50]
+    finally:
+        batcher.stop()

@@ -119,7 +119,18 @@ class Batcher:
                     return
                 self._admit(job)
             if self.primes:
-                self.advance()
+                try:
+                    self.advance()
+                except Exception as e:  # every running job gets the error, never a wait without end
+                    self._fail(e)
+
+    def _fail(self, error: Exception) -> None:
+        for job in self.primes:
+            if not job.future.done():
+                job.future.set_exception(error)
+        self.primes.clear()
+        self.rows, self.logits, self.state = [], None, None
+        self.temperatures = torch.zeros(0, device=self.device)
 
     def run(self, job: Job) -> Any:
         """Runs ``job`` (and whatever else was submitted) on the calling thread until it is answered."""

@@ -63,7 +63,12 @@ def _serve(conn: Connection, ckpt: str, device: str, int8: bool, threads: int) -
             break
         if message[0] == "job":
             _, job_id, kind, kwargs = message
-            job = KINDS[kind](model.vocab, **kwargs)
+            try:
+                job = KINDS[kind](model.vocab, **kwargs)
+            except Exception as e:
+                with send:
+                    conn.send(("error", job_id, f"{type(e).__name__}: {e}"))
+                continue
             jobs[job_id] = job
             job.future.add_done_callback(lambda f, i=job_id: answer(i, f))
             batcher.submit(job)
