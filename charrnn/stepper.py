@@ -6,7 +6,8 @@ does the latter for the fused LSTM/GRU/RNN layouts (the same arithmetic as PyTor
 back to the network itself for the rest (the LayerNorm variant).
 
 With ``int8=True`` those products run in 8-bit integers (see :class:`Linear`): 2-3x faster on a CPU,
-for a change in loss of about 1e-4 nats/char. Rows never depend on one another either way.
+for a change in loss of about 1e-4 nats/char; each row's result is then exactly the same whatever
+the other rows are (integer sums), where float kernels chosen per batch size may differ in the last bit.
 """
 
 from __future__ import annotations

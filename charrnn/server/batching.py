@@ -4,7 +4,8 @@ A step of 40 rows costs little more than a step of 5 (the weights are read once 
 worker thread steps all rows of all its requests at once. A request joins between two steps, once its
 prime has been read, and each row leaves the batch as soon as it has finished. Every request draws its
 random numbers from its own generator, and each row's arithmetic depends on that row alone, so what a
-request gets does not depend on what runs beside it.
+request gets does not depend on what runs beside it (bit for bit with int8 products, see
+:mod:`charrnn.stepper`).
 """
 
 from __future__ import annotations
