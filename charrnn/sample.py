@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from charrnn.checkpoint import CheckpointError, load_model
-from charrnn.sampling import sample
+from charrnn.sampling import sample, sample_text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,20 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"error: --ckpt {e}", file=sys.stderr)
         return 2
-    temperature = args.temperature if args.sample else 0.0
+    settings = dict(temperature=args.temperature if args.sample else 0.0, top_k=args.top_k, top_p=args.top_p,
+                    num_samples=args.num_samples, seed=args.seed)
     out = sys.stdout
-    stream = sample(net, vocab, args.start_text, args.length, temperature, args.top_k, args.top_p,
-                    args.num_samples, args.seed)
     if args.num_samples == 1:  # stream characters as they come
         if args.include_start:
             out.write(args.start_text)
-        for pieces in stream:
+        for pieces in sample(net, vocab, args.start_text, args.length, **settings):
             out.write(pieces[0])
             out.flush()
         out.write("\n")
         return 0
-    texts = ["".join(column) for column in zip(*stream)] or [""] * args.num_samples
-    for i, text in enumerate(texts):
+    for i, text in enumerate(sample_text(net, vocab, args.start_text, args.length, **settings)):
         out.write(f"===== sample {i + 1} =====\n{args.start_text if args.include_start else ''}{text}\n")
     return 0
 

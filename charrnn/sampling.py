@@ -78,6 +78,24 @@ def prime_state(net: CharRNNNet, prime: Tensor) -> tuple[Tensor, State | None]:
     return torch.zeros(prime.size(0), net.head.out_features, device=prime.device), None
 
 
+class TokenText:
+    """One stream's tokens -> its text: a character per token or, with a byte-level vocabulary, the
+    characters each byte completes (empty while mid-character; bytes that are not UTF-8 become U+FFFD)."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        self.vocab = vocab
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace") if vocab.byte_level else None
+
+    def __call__(self, token: int) -> str:
+        if self.decoder is None:
+            return self.vocab.tokens[token]
+        return self.decoder.decode(self.vocab.decode_bytes([token]))
+
+    def flush(self) -> str:
+        """What an unfinished character at the end becomes."""
+        return self.decoder.decode(b"", final=True) if self.decoder is not None else ""
+
+
 def encode_prime(vocab: Vocab, start_text: str) -> list[int]:
     """The prime as indices; characters outside the vocabulary are replaced by their other-case form
     when the vocabulary has it, and left out otherwise, with a warning naming them."""
@@ -119,18 +137,13 @@ def sample(
     prime = prime.reshape(num_samples, -1)
     temps = torch.tensor(temperature, dtype=torch.float, device=device) if not isinstance(temperature, float | int) \
         else float(temperature)
-    decoders = [codecs.getincrementaldecoder("utf-8")("replace") for _ in range(num_samples)]
+    texts = [TokenText(vocab) for _ in range(num_samples)]
     try:
         for token in generate(net, prime, length, temps, top_k, top_p, generator):
-            ids = token.tolist()
-            if vocab.byte_level:
-                yield [d.decode(vocab.decode_bytes([i])) for d, i in zip(decoders, ids)]
-            else:
-                yield [vocab.tokens[i] for i in ids]
-        if vocab.byte_level:
-            tails = [d.decode(b"", final=True) for d in decoders]
-            if any(tails):
-                yield tails
+            yield [text(i) for text, i in zip(texts, token.tolist(), strict=True)]
+        tails = [text.flush() for text in texts]
+        if any(tails):
+            yield tails
     finally:
         net.train(was_training)
 

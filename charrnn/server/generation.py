@@ -3,17 +3,16 @@ legacy completions under torch-rnn-server's rule, and the JSON API's continuatio
 
 from __future__ import annotations
 
-import codecs
 import math
 import random
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from charrnn.sampling import TokenText
 from charrnn.server.batching import Job
 from charrnn.server.options import CompletionRule
 from charrnn.vocab import Vocab
@@ -67,14 +66,6 @@ class Draft:
         return "".join(self.chars)
 
 
-def text_of(vocab: Vocab) -> Callable[[int], str]:
-    """A decoder for one row: token -> the text it completes (empty while a byte model is mid-character)."""
-    if not vocab.byte_level:
-        return vocab.tokens.__getitem__
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    return lambda token: decoder.decode(vocab.decode_bytes([token]))
-
-
 class Completions(Job):
     """``n`` completions of the prime under ``rule`` (torch-rnn-server's by default): ``GET /generate``.
 
@@ -90,7 +81,7 @@ class Completions(Job):
         self.rng = random.Random(seed)
         self.budget = math.ceil(n * rule.oversample) * rule.max_attempts
         self.drafts: list[Draft] = []
-        self.decoders: list[Callable[[int], str]] = []
+        self.decoders: list[TokenText] = []
         self.accepted: list[str] = []
         self.running = 0
 
@@ -101,7 +92,7 @@ class Completions(Job):
         for _ in range(max(0, wanted)):
             rows.append((len(self.drafts), self.rng.choice(self.rule.temperatures)))
             self.drafts.append(Draft(self.rule))
-            self.decoders.append(text_of(self.vocab))
+            self.decoders.append(TokenText(self.vocab))
         self.running += len(rows)
         return rows
 
@@ -147,7 +138,7 @@ class Continuations(Job):
         self.texts = [""] * n
         self.steps = [0] * n
         self.reasons: list[FinishReason | None] = [None] * n
-        self.decoders = [text_of(vocab) for _ in range(n)]
+        self.decoders = [TokenText(vocab) for _ in range(n)]
         self.started = False
 
     def start_rows(self) -> list[tuple[int, float]]:
