@@ -77,6 +77,7 @@ class StreamBatches(Dataset):
         # The last character is only ever a target, hence the -1.
         self.row_length = (len(split) - 1) // rows // seq_length * seq_length if len(split) > 1 else 0
         self.row_starts = np.arange(rank * batch_size, (rank + 1) * batch_size) * self.row_length
+        self.offsets = self.row_starts[:, None] + np.arange(seq_length + 1)  # (B, T+1) for batch 0
         self.num_batches = self.row_length // seq_length
 
     def __len__(self) -> int:
@@ -85,8 +86,7 @@ class StreamBatches(Dataset):
     def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:
         if not 0 <= k < self.num_batches:
             raise IndexError(k)
-        data, t = self.split.array, self.seq_length
-        window = np.stack([data[s + k * t : s + (k + 1) * t + 1] for s in self.row_starts])  # (B, T+1)
+        window = self.split.array[self.offsets + k * self.seq_length]  # (B, T+1), one gather
         window = torch.from_numpy(window.astype(np.int64)) - 1  # on disk 1-based
         return window[:, :-1], window[:, 1:]
 
@@ -162,6 +162,7 @@ class CharDataModule(L.LightningDataModule):
         self.val_frac, self.test_frac, self.encoding = val_frac, test_frac, encoding
         self.num_workers = num_workers
         self.datasets: dict[str, StreamBatches] = {}
+        self._prepared = False  # prepare() ran in this process: the corpus is not hashed again
 
     # ---- files ------------------------------------------------------------------------------
     def _download(self) -> None:
@@ -217,7 +218,7 @@ class CharDataModule(L.LightningDataModule):
 
     def prepare(self) -> None:
         """Downloads and preprocesses as needed; safe to call again (and from several processes)."""
-        if self.input_txt is None:
+        if self.input_txt is None or self._prepared:
             return
         if not self.input_txt.exists():
             if self.h5_path.is_file() and self.json_path.is_file():
@@ -229,6 +230,7 @@ class CharDataModule(L.LightningDataModule):
                 self._check_unknown()
             preprocess(self.input_txt, self.h5_path, self.json_path, self.val_frac, self.test_frac,
                        self.encoding, vocab=self.fixed_vocab, unknown="drop", quiet=True)
+        self._prepared = True
 
     @cached_property
     def vocab(self) -> list[str]:
