@@ -30,6 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from charrnn.atomic import fsync_dir, temp_name
 from charrnn.units import CHUNK_BYTES, DecodeError, Piece, read_units
 from charrnn.vocab import Vocab, byte_token
 
@@ -127,10 +128,6 @@ def split_sizes(total: int, val_frac: float, test_frac: float) -> tuple[int, int
     return total - val - test, val, test
 
 
-def _temp_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.tmp-{os.getpid()}")
-
-
 def check_paths(input_txt: Path, output_h5: Path, output_json: Path) -> None:
     """Fails before anything is written when a path is wrong."""
     if not input_txt.is_file():
@@ -219,7 +216,7 @@ def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float
         say(f"  {label} size: {size}")
     say(f"Using dtype {np.dtype(dtype).name}")
 
-    tmp_h5, tmp_json = _temp_path(output_h5), _temp_path(output_json)
+    tmp_h5, tmp_json = temp_name(output_h5), temp_name(output_json)
     try:
         _write_h5(tmp_h5, input_txt, encoding, vocab, sizes, dtype, drop_unknown=bool(found.unknown))
         meta = vocab.to_json_dict()
@@ -236,6 +233,8 @@ def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float
             os.fsync(f.fileno())
         os.replace(tmp_h5, output_h5)
         os.replace(tmp_json, output_json)
+        fsync_dir(output_h5.parent)
+        fsync_dir(output_json.parent)
     finally:
         for tmp in (tmp_h5, tmp_json):
             tmp.unlink(missing_ok=True)
