@@ -6,6 +6,7 @@ Flag names follow torch-rnn's sample.lua; ``--sample 0`` takes the most likely c
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import torch
 
 from charrnn.checkpoint import CheckpointError, load_model
+from charrnn.net import CharRNNNet
 from charrnn.sampling import sample, sample_text
+from charrnn.vocab import Vocab
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"error: --ckpt {e}", file=sys.stderr)
         return 2
+    try:
+        return _write(args, net, vocab)
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush is quiet too
+        return 0
+
+
+def _write(args: argparse.Namespace, net: CharRNNNet, vocab: Vocab) -> int:
     settings = dict(temperature=args.temperature if args.sample else 0.0, top_k=args.top_k, top_p=args.top_p,
                     num_samples=args.num_samples, seed=args.seed)
     out = sys.stdout

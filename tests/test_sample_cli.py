@@ -71,3 +71,17 @@ def test_streams_characters_as_they_are_generated(ckpt, monkeypatch):
     monkeypatch.setattr("sys.stdout", Recorder())
     assert main(["--ckpt", ckpt, "--length", "25", "--seed", "0", "--no-include_start"]) == 0
     assert writes.count("<flush>") == 25  # one character at a time, each flushed
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(ckpt):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "sample.py", "--ckpt", ckpt, "--length", "200000", "--seed", "1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and len(proc.stdout.read(100)) == 100
+    proc.stdout.close()  # as `| head -c 100` does
+    stderr = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
