@@ -175,3 +175,14 @@ def test_an_export_is_served_like_its_checkpoint(ckpt, tmp_path):
     with running_server(exported.parent) as url:  # the export's directory, as users pass it
         assert raw_get(url, "/").json()["model"]["rnn_size"] == 64
         assert api(url, **ask).json()["completions"] == expected
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install():
+    import subprocess
+    import sys
+
+    blocked = ("import sys; sys.modules['fastapi'] = None; "  # as if the extra were not installed
+               "from charrnn.serve import main; sys.exit(main(['--ckpt', 'x']))")
+    proc = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "fastapi" in proc.stderr and ".[serve]" in proc.stderr
