@@ -3,11 +3,14 @@ minimal plain-PyTorch loop of the same network, on torch-rnn's benchmark grid, s
 
     python bench/train_step.py                       # LSTM 1/2/3 layers x 64/128/256/512, batch 50, seq 50
     python bench/train_step.py --grid 3x512 --steps 30 --device cuda
+    python bench/train_step.py --grid 3x512 1x128 --device cuda --cuda_graph   # + ours with --model.cuda_graph
 
 Each measurement runs in a fresh process (so peak memory is its own) on tiny-shakespeare (data/),
 with the same data, optimizer (fused Adam, lr 2e-3), gradient clipping (5) and carried hidden state. It
 times steps after a warm-up and prints ms/iteration, characters/s, peak memory and the ratio
-ours/plain for each configuration.
+ours/plain for each configuration. With ``--cuda_graph`` it also runs ours with the whole step as one
+CUDA graph and prints its speed-up over plain eager PyTorch, and the final loss of each run (the same
+data and initial weights, so the curves should agree).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +48,7 @@ def run_plain(layers: int, size: int, args: argparse.Namespace) -> dict:
     dm = CharDataModule(str(CORPUS), batch_size=args.batch_size, seq_length=args.seq_length)
     dm.setup("fit")
     batches = dm.datasets["train"]
+    torch.manual_seed(0)  # the same initial weights as ours
     net = CharRNNNet(len(dm.vocab), "lstm", args.wordvec_size, size, layers).to(args.device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3, fused=True)
     state, start = None, 0.0
@@ -65,7 +70,7 @@ def run_plain(layers: int, size: int, args: argparse.Namespace) -> dict:
     return {"seconds": time.perf_counter() - start, "peak_mb": peak_memory_mb(args.device), "loss": float(loss)}
 
 
-def run_ours(layers: int, size: int, args: argparse.Namespace) -> dict:
+def run_ours(layers: int, size: int, args: argparse.Namespace, cuda_graph: bool = False) -> dict:
     import lightning as L
     import torch
 
@@ -85,7 +90,8 @@ def run_ours(layers: int, size: int, args: argparse.Namespace) -> dict:
             self.seconds = time.perf_counter() - self.start
 
     dm = CharDataModule(str(CORPUS), batch_size=args.batch_size, seq_length=args.seq_length)
-    model = CharRNN(dm.vocab, "lstm", args.wordvec_size, size, layers, lr_schedule="constant")
+    torch.manual_seed(0)
+    model = CharRNN(dm.vocab, "lstm", args.wordvec_size, size, layers, lr_schedule="constant", cuda_graph=cuda_graph)
     clock = Clock()
     trainer = L.Trainer(accelerator="cuda" if args.device.startswith("cuda") else "cpu", devices=1,
                         max_steps=args.warmup + args.steps, limit_val_batches=0, gradient_clip_val=5.0,
@@ -107,11 +113,13 @@ def main() -> None:
     p.add_argument("--wordvec_size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--logdir", default="/tmp/charrnn-bench-logs")
+    p.add_argument("--cuda_graph", action="store_true", help="also time ours with --model.cuda_graph true")
     p.add_argument("--child", nargs=3, metavar=("IMPL", "LAYERS", "SIZE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         impl, layers, size = args.child[0], int(args.child[1]), int(args.child[2])
-        print(json.dumps((run_ours if impl == "ours" else run_plain)(layers, size, args)))
+        runs = {"plain": run_plain, "ours": run_ours, "graph": partial(run_ours, cuda_graph=True)}
+        print(json.dumps(runs[impl](layers, size, args)))
         return
     if not CORPUS.is_file():
         sys.exit(f"{CORPUS} is missing: run `make train` once (it downloads it) or copy it there")
@@ -119,18 +127,26 @@ def main() -> None:
     print(f"device {args.device}; batch {args.batch_size}, seq {args.seq_length}, wordvec {args.wordvec_size}; "
           f"{args.steps} timed steps after {args.warmup}")
     print(f"{'LSTM':>6}{'plain ms/it':>13}{'ours ms/it':>12}{'ratio':>7}{'plain chars/s':>15}{'ours chars/s':>14}"
-          f"{'plain MB':>10}{'ours MB':>9}")
+          f"{'plain MB':>10}{'ours MB':>9}" + (f"{'graph ms/it':>13}{'plain/graph':>13}{'graph MB':>10}"
+                                                f"{'final loss plain/ours/graph':>30}" if args.cuda_graph else ""))
+    impls = ("plain", "ours", "graph") if args.cuda_graph else ("plain", "ours")
     for entry in args.grid:
         layers, size = (int(v) for v in entry.split("x"))
         results = {}
-        for impl in ("plain", "ours"):
+        for impl in impls:
             cmd = [sys.executable, __file__, *sys.argv[1:], "--child", impl, str(layers), str(size)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             results[impl] = json.loads(out.strip().splitlines()[-1])
         plain, ours = (1000 * results[i]["seconds"] / args.steps for i in ("plain", "ours"))
-        print(f"{entry:>6}{plain:>13.2f}{ours:>12.2f}{ours / plain:>7.2f}{chars / results['plain']['seconds']:>15,.0f}"
-              f"{chars / results['ours']['seconds']:>14,.0f}{results['plain']['peak_mb']:>10.0f}"
-              f"{results['ours']['peak_mb']:>9.0f}", flush=True)
+        line = (f"{entry:>6}{plain:>13.2f}{ours:>12.2f}{ours / plain:>7.2f}"
+                f"{chars / results['plain']['seconds']:>15,.0f}"
+                f"{chars / results['ours']['seconds']:>14,.0f}{results['plain']['peak_mb']:>10.0f}"
+                f"{results['ours']['peak_mb']:>9.0f}")
+        if args.cuda_graph:
+            graph = 1000 * results["graph"]["seconds"] / args.steps
+            losses = "/".join(f"{results[i]['loss']:.4f}" for i in impls)
+            line += f"{graph:>13.2f}{plain / graph:>13.2f}{results['graph']['peak_mb']:>10.0f}{losses:>30}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -8,21 +8,16 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from charrnn import resume_state
 from charrnn.checkpoint import CheckpointError, load_model
-from charrnn.net import CharRNNNet, ModelType, State, detach_state
+from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
+from charrnn.net import CharRNNNet, ModelType, State, detach_state, zero_some_rows
 from charrnn.vocab import Vocab
 
 LN2 = math.log(2.0)
-
-
-def zero_some_rows(state: State, prob: float) -> State:
-    """Zeroes the state of each stream (dim 1 of (layers, B, H)) with probability ``prob``."""
-    first = state[0] if isinstance(state, tuple) else state
-    keep = (torch.rand(first.size(1), 1, device=first.device) >= prob).to(first.dtype)  # (B, 1)
-    return tuple(s * keep for s in state) if isinstance(state, tuple) else state * keep
 
 
 class CharRNN(L.LightningModule):
@@ -50,6 +45,9 @@ class CharRNN(L.LightningModule):
             (0.01) teaches it to start well ("ROMEO:" is followed by a new line, not noise).
         init_from: a checkpoint or export whose weights a new run starts from (fine-tuning); its
             architecture and vocabulary must match (the CLI takes both from it). Not used on resume.
+        cuda_graph: run each training step (forward, backward, clipping, optimizer update) as one
+            replayed CUDA graph (:mod:`charrnn.graph_step`): several times faster for small models on
+            a GPU. One GPU, ``--trainer.precision 32-true``; without CUDA the step runs uncaptured.
     """
 
     def __init__(
@@ -71,6 +69,7 @@ class CharRNN(L.LightningModule):
         min_lr_ratio: float = 0.1,
         state_reset_prob: float = 0.0,
         init_from: str | None = None,
+        cuda_graph: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -81,6 +80,7 @@ class CharRNN(L.LightningModule):
         # Carried across batches; a plain attribute, never a buffer (DDP would broadcast rank 0's).
         self.hidden: State | None = None
         self._resume: dict[str, Any] | None = None
+        self._graph: GraphStep | None = None
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         return self.net(x, state)
@@ -97,11 +97,55 @@ class CharRNN(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if batch_idx == 0:  # a new epoch; a resumed one continues at batch_idx > 0 with the restored state
             self.hidden = None
+        if self.hparams.cuda_graph:
+            return self._graph_step(batch)
         if self.hidden is not None and self.hparams.state_reset_prob > 0:
             self.hidden = zero_some_rows(self.hidden, self.hparams.state_reset_prob)
         loss, self.hidden = self._step(batch, self.hidden)
         self._log_loss("train", loss)
         return loss
+
+    # ---- --model.cuda_graph: the whole step in training_step, so Lightning's own parts stand aside ----
+    def _graph_step(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        if self._graph is None or self._graph.optimizer is not optimizer:
+            clip = self.trainer.gradient_clip_val
+            algorithm = self.trainer.gradient_clip_algorithm or "norm"
+            self._graph = GraphStep(self.net, optimizer, batch, self.net.zero_state(batch[0].size(0)),
+                                    Clip(float(clip), algorithm) if clip else None, self.hparams.state_reset_prob)
+        loss, grad_norm = self._graph(batch, self.hidden)
+        self.hidden = self._graph.state
+        loss = loss.clone()  # the graph's output tensor is overwritten by the next step
+        self._log_loss("train", loss)
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log("train/grad_norm", grad_norm.clone())
+        return loss
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        if not self.hparams.cuda_graph:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        optimizer_closure()  # runs training_step, which has updated the weights
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any) -> None:
+        if not self.hparams.cuda_graph:  # the graph's gradients live in its memory: never set them to None
+            super().optimizer_zero_grad(epoch, batch_idx, optimizer)
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        if not self.hparams.cuda_graph:  # done inside the step
+            super().backward(loss, *args, **kwargs)
+
+    def _check_graph_setup(self) -> None:
+        trainer = self.trainer
+        if trainer.world_size > 1:
+            raise ValueError(f"--model.cuda_graph true trains on one device; this run has {trainer.world_size}")
+        if trainer.precision != "32-true":
+            raise ValueError(f"--model.cuda_graph true needs --trainer.precision 32-true (not {trainer.precision})")
+        if trainer.accumulate_grad_batches != 1:
+            raise ValueError("--model.cuda_graph true updates the weights every step: "
+                             "leave --trainer.accumulate_grad_batches at 1")
+        if self.device.type != "cuda":
+            rank_zero_warn(f"--model.cuda_graph true: the model is on {self.device.type}, so the step runs "
+                           "uncaptured (CUDA graphs need a GPU)")
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, self.eval_hidden = self._step(batch, self.eval_hidden)
@@ -141,6 +185,8 @@ class CharRNN(L.LightningModule):
 
     # ---- fine-tuning and exact resume ---------------------------------------------------------------
     def on_fit_start(self) -> None:
+        if self.hparams.cuda_graph:
+            self._check_graph_setup()
         if self.hparams.init_from and self.trainer.ckpt_path is None:  # a resume brings its own weights
             self.init_weights_from(self.hparams.init_from)
 
@@ -157,6 +203,8 @@ class CharRNN(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[resume_state.KEY] = resume_state.capture(self._trainer, self.hidden)
         checkpoint["best_val_loss"] = self.best_val_loss  # hp_metric goes on from it after a resume
+        if self._graph is not None and "optimizer_states" in checkpoint:
+            checkpoint["optimizer_states"] = [portable_optimizer_state(s) for s in checkpoint["optimizer_states"]]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resume = checkpoint.get(resume_state.KEY)

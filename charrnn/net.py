@@ -66,6 +66,14 @@ class CharRNNNet(nn.Module):
             h, state = self._layer_by_layer(h, state)
         return self.head(self.drop(h)), state
 
+    def zero_state(self, batch_size: int) -> State:
+        """The state forward() starts from when given none, for ``batch_size`` streams."""
+        rnn = self.rnn if hasattr(self, "rnn") else self.rnns[0]
+        layers = rnn.num_layers if hasattr(self, "rnn") else len(self.rnns)
+        weight = self.head.weight
+        zeros = weight.new_zeros(layers, batch_size, rnn.hidden_size)
+        return (zeros, zeros.clone()) if isinstance(rnn, nn.LSTM) else zeros
+
     def _layer_by_layer(self, h: Tensor, state: State | None) -> tuple[Tensor, State]:
         """The LayerNorm variant; its state has the same (layers, B, H) layout as the fused one."""
         lstm = isinstance(self.rnns[0], nn.LSTM)
@@ -88,3 +96,10 @@ class CharRNNNet(nn.Module):
 def detach_state(state: State) -> State:
     """Cuts the graph at the batch boundary: the state is carried, its history is not backpropagated."""
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def zero_some_rows(state: State, prob: float) -> State:
+    """Zeroes the state of each stream (dim 1 of (layers, B, H)) with probability ``prob``."""
+    first = state[0] if isinstance(state, tuple) else state
+    keep = (torch.rand(first.size(1), 1, device=first.device) >= prob).to(first.dtype)  # (B, 1)
+    return tuple(s * keep for s in state) if isinstance(state, tuple) else state * keep

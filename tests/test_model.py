@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charrnn.model import CharRNN, zero_some_rows
-from charrnn.net import CharRNNNet
+from charrnn.model import CharRNN
+from charrnn.net import CharRNNNet, zero_some_rows
 
 VOCAB = list("abcdefgh")
 
