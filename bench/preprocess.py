@@ -3,8 +3,11 @@ like torch-rnn's scripts/preprocess.py, on generated corpora of growing size.
 
     python bench/preprocess.py --sizes_mb 100 500 --baseline_mb 100
 
-Each run happens in a fresh process, so its peak RSS is its own. Prints one table row per run and
-the speed ratio ours/baseline for the sizes both ran on.
+Each run happens in a fresh process, so its peak RSS is its own. The children column is the largest
+peak RSS among the processes it started: preprocessing's workers (one per part of the file), but
+also the ``uname`` that importing h5py runs, which counts as large as the importing process was
+then (about 33 MB); so it is an upper bound for a worker. Prints one table row per run and the
+speed ratio ours/baseline for the sizes both ran on.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ if sys.argv[2] == "charrnn":
     preprocess(sys.argv[3], sys.argv[4], sys.argv[5], quiet=True)
 else:
     per_character_loop(sys.argv[3], sys.argv[4], sys.argv[5])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": peak}))
+seconds = time.perf_counter() - t
+peak, children = (resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "children_peak_rss_mb": children}))
 """
 
 
@@ -87,7 +91,7 @@ def main() -> None:
         sys.exit(f"{SEED_TEXT} is missing: run `make train` once (it downloads it) or copy it there")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
-        print(f"{'impl':<22}{'MB':>6}{'seconds':>10}{'MB/s':>9}{'peak RSS MB':>13}")
+        print(f"{'impl':<22}{'MB':>6}{'seconds':>10}{'MB/s':>9}{'peak RSS MB':>13}{'children MB':>13}")
         ours: dict[int, float] = {}
         for size in sorted(set(args.sizes_mb) | set(args.baseline_mb)):
             corpus = work / f"corpus-{size}.txt"
@@ -96,8 +100,8 @@ def main() -> None:
             kinds = ["charrnn"] + (["per-character loop"] if size in args.baseline_mb else [])
             for kind in kinds:
                 r = run("charrnn" if kind == "charrnn" else "loop", corpus, work)
-                print(f"{kind:<22}{mb:>6.0f}{r['seconds']:>10.1f}{mb / r['seconds']:>9.1f}{r['peak_rss_mb']:>13.0f}",
-                      flush=True)
+                print(f"{kind:<22}{mb:>6.0f}{r['seconds']:>10.2f}{mb / r['seconds']:>9.1f}{r['peak_rss_mb']:>13.0f}"
+                      f"{r['children_peak_rss_mb']:>13.0f}", flush=True)
                 if kind == "charrnn":
                     ours[size] = r["seconds"]
                 else:

@@ -5,8 +5,16 @@ character count; pass 2 encodes it chunk by chunk into the train/val/test datase
 are written to temporary files beside their targets and moved into place only when complete, so a
 crash or a bad input never destroys an existing pair.
 
+A large file (UTF-8 or ``--encoding bytes``) is cut into parts of at least ``MIN_PART_BYTES``, one
+per core (``--workers``), each starting on a character boundary, which forked processes read side
+by side. In pass 1 each part lists its own units; taken in part order, the units not seen in an
+earlier part give the whole file's order of first occurrence. Pass 2 allocates the datasets in the
+.h5 first, and each part writes its indices straight into them with ``os.pwrite``, after as many
+as the parts before it hold. The output does not depend on the number of parts.
+
 Runs of ASCII are never decoded (see :mod:`charrnn.units`): their bytes are searched and mapped with
-``bytes.translate``. The file's SHA-256 is computed on another thread meanwhile.
+``bytes.translate``. The file's SHA-256 is computed by one more task of the same pool meanwhile, and
+what pass 2 has written is flushed to disk while it goes on.
 
     python -m charrnn.preprocess --input_txt data/tiny-shakespeare.txt \\
         --output_h5 data/tiny-shakespeare.h5 --output_json data/tiny-shakespeare.json
@@ -18,14 +26,16 @@ import argparse
 import codecs
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass, field
+from itertools import accumulate
+from multiprocessing.pool import AsyncResult, Pool, ThreadPool
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import h5py
 import numpy as np
@@ -36,6 +46,11 @@ from charrnn.vocab import Vocab, byte_token
 
 BLOCK = 1 << 16
 SPLITS = ("train", "val", "test")
+MIN_PART_BYTES = 8 << 20  # a file is cut into parts of at least this size, one per worker
+MAX_PARTS = 8
+FLUSH_SECONDS = 0.01  # while encoding, how often what is written so far is flushed to disk
+T = TypeVar("T")
+_flush = getattr(os, "fdatasync", os.fsync)  # the file's data, without its times where the system can
 
 
 class PreprocessError(ValueError):
@@ -65,16 +80,67 @@ def unit_space(encoding: str) -> int:
     return 256 if encoding == "bytes" else 0x110000
 
 
+def _splittable(encoding: str) -> bool:
+    """Whether a file in ``encoding`` can be cut into parts read on their own (bytes and UTF-8)."""
+    return encoding == "bytes" or codecs.lookup(encoding).name == "utf-8"
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def part_count(size: int, encoding: str, workers: int | None) -> int:
+    """How many parts to cut a file of ``size`` bytes into: one per worker, each of at least
+    ``MIN_PART_BYTES``; a single part for codecs other than UTF-8 or where processes cannot fork."""
+    if not _splittable(encoding) or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(workers or available_cores(), size // MIN_PART_BYTES, MAX_PARTS))
+
+
+def split_file(path: Path, encoding: str, parts: int) -> list[tuple[int, int]]:
+    """``parts`` byte ranges (start, stop) of nearly equal size covering the file, each starting on a
+    character boundary: in UTF-8 a cut moves forward past continuation bytes (at most 3)."""
+    size = path.stat().st_size
+    cuts = [0]
+    with open(path, "rb") as f:
+        for i in range(1, parts):
+            cut = i * size // parts
+            cuts.append(max(cuts[-1], cut if encoding == "bytes" else _character_start(f, cut)))
+    return list(zip(cuts, cuts[1:] + [size], strict=True))
+
+
+def _character_start(f: BinaryIO, at: int) -> int:
+    """The first UTF-8 character boundary at or after ``at``: past at most 3 continuation bytes."""
+    f.seek(at)
+    head = f.read(3)
+    return at + next((k for k, b in enumerate(head) if b & 0xC0 != 0x80), len(head))
+
+
 def _new_bytes(chunk: bytes, known: bytes) -> list[int]:
     """Byte values of ``chunk`` not in ``known``, in order of first occurrence."""
     fresh = set(chunk.translate(None, known))
     return sorted(fresh, key=lambda b: chunk.index(b)) if fresh else []
 
 
-def _pieces(path: Path, encoding: str) -> Iterator[Piece]:
+def _new_code_points(units: np.ndarray, seen: np.ndarray) -> list[int]:
+    """Code points of ``units`` not marked in ``seen``, in order of first occurrence; marks them."""
+    found: list[int] = []
+    # Small blocks keep the search for new units cheap: after the first few, almost none are new.
+    for start in range(0, len(units), BLOCK):
+        fresh = units[start : start + BLOCK]
+        fresh = fresh[~seen[fresh]]  # in order of position
+        if fresh.size:
+            values, first = np.unique(fresh, return_index=True)
+            found.extend(int(v) for v in values[np.argsort(first)])
+            seen[values] = True
+    return found
+
+
+def _pieces(path: Path, encoding: str, start: int = 0, stop: int | None = None) -> Iterator[Piece]:
     """The pieces of :func:`charrnn.units.read_units`, one by one; decoding errors name the flag."""
     try:
-        for pieces in read_units(path, encoding):
+        for pieces in read_units(path, encoding, start=start, stop=stop):
             yield from pieces
     except DecodeError as e:
         raise PreprocessError(f"--input_txt {path} is not valid {encoding} at {e}; fix the file, "
@@ -86,40 +152,54 @@ def _byte_values(mask: np.ndarray) -> bytes:
     return bytes(np.flatnonzero(mask[:256]).astype(np.uint8))
 
 
-def scan(path: Path, encoding: str, vocab: Vocab | None) -> Scan:
-    """Pass 1: vocabulary in order of first occurrence (or unknowns of a given vocabulary)."""
+def scan(path: Path, encoding: str, vocab: Vocab | None, start: int = 0, stop: int | None = None) -> Scan:
+    """Pass 1 over the bytes ``start:stop``: the units in order of first occurrence, or with a given
+    vocabulary the units it lacks."""
+    if vocab is not None:
+        return _scan_unknown(path, encoding, vocab, start, stop)
     result = Scan()
-    space = unit_space(encoding)
-    table = vocab.lookup_table(space) if vocab is not None else None
-    known_bytes = _byte_values(table > 0) if table is not None else b""
-    seen = np.zeros(space, dtype=bool)
-    for units in _pieces(path, encoding):
+    seen = np.zeros(unit_space(encoding), dtype=bool)
+    known = b""  # the byte values among result.units, for bytes.translate
+    for units in _pieces(path, encoding, start, stop):
+        result.total += len(units)
         if isinstance(units, bytes):
-            if table is not None:
-                unknown = units.translate(None, known_bytes)
-                result.total += len(units) - len(unknown)
-                result.unknown.update(unknown)
-            else:
-                result.total += len(units)
-                fresh = _new_bytes(units, _byte_values(seen))
-                result.units.extend(fresh)
-                seen[fresh] = True
-            continue
-        if table is not None:
+            fresh = _new_bytes(units, known)
+            seen[fresh] = True
+        else:
+            fresh = _new_code_points(units, seen)
+        if fresh:
+            result.units.extend(fresh)
+            known += bytes(u for u in fresh if u < 256)
+    return result
+
+
+def _scan_unknown(path: Path, encoding: str, vocab: Vocab, start: int, stop: int | None) -> Scan:
+    """Pass 1 against a given vocabulary: how many units it knows, and the counts of the others."""
+    result = Scan()
+    table = vocab.lookup_table(unit_space(encoding))
+    known_bytes = _byte_values(table[:256] > 0)
+    for units in _pieces(path, encoding, start, stop):
+        if isinstance(units, bytes):
+            unknown = units.translate(None, known_bytes)
+            result.total += len(units) - len(unknown)
+            result.unknown.update(unknown)
+        else:
             known = table[units] > 0
             result.total += int(np.count_nonzero(known))
             result.unknown.update(units[~known].tolist())
-            continue
-        result.total += len(units)
-        # Small blocks keep the search for new units cheap: after the first few, almost none are new.
-        for start in range(0, len(units), BLOCK):
-            fresh = units[start : start + BLOCK]
-            fresh = fresh[~seen[fresh]]  # in order of position
-            if fresh.size:
-                values, first = np.unique(fresh, return_index=True)
-                result.units.extend(int(v) for v in values[np.argsort(first)])
-                seen[values] = True
     return result
+
+
+def merge_scans(scans: list[Scan]) -> Scan:
+    """The scan of consecutive parts as one: the units of each part not seen in an earlier one follow
+    in their order, which is the order of first occurrence in the whole file."""
+    merged = Scan()
+    for part in scans:
+        seen = set(merged.units)
+        merged.units.extend(u for u in part.units if u not in seen)
+        merged.total += part.total
+        merged.unknown.update(part.unknown)
+    return merged
 
 
 def split_sizes(total: int, val_frac: float, test_frac: float) -> tuple[int, int, int]:
@@ -155,6 +235,7 @@ def preprocess(
     vocab: Vocab | None = None,
     unknown: str = "drop",
     quiet: bool = False,
+    workers: int | None = None,
 ) -> Vocab:
     """Writes torch-rnn's .h5/.json for ``input_txt`` and returns the vocabulary.
 
@@ -169,6 +250,9 @@ def preprocess(
         unknown: with ``vocab``, ``drop`` leaves out characters outside it (reported with counts),
             ``error`` refuses the file.
         quiet: print nothing.
+        workers: processes that read parts of the file side by side (default: one per available
+            core, up to 8); a file gets at most one per ``MIN_PART_BYTES``. The output does not
+            depend on it.
     """
     say = (lambda *a: None) if quiet else print
     input_txt, output_h5, output_json = Path(input_txt), Path(output_h5), Path(output_json)
@@ -181,21 +265,36 @@ def preprocess(
             raise PreprocessError(f"--encoding {encoding} is not a known codec; try utf-8, latin-1 or bytes") from None
     if unknown not in ("drop", "error"):
         raise PreprocessError(f"--unknown {unknown}: choose drop or error")
+    if workers is not None and workers < 1:
+        raise PreprocessError(f"--workers {workers}: give at least 1")
     check_paths(input_txt, output_h5, output_json)
     if vocab is not None and vocab.byte_level and encoding != "bytes":
         raise PreprocessError("--vocab is a byte vocabulary (tokens like [195]); pass --encoding bytes")
 
-    pool = ThreadPoolExecutor(1)  # hashes the file on another core while the two passes run
-    sha256 = pool.submit(scan_sha256, input_txt)
-    try:
-        return _encode(input_txt, output_h5, output_json, val_frac, test_frac, encoding, vocab, unknown, say, sha256)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    parts = split_file(input_txt, encoding, part_count(input_txt.stat().st_size, encoding, workers))
+    with _pool(len(parts)) as pool:  # terminated on leaving, also on an error
+        sha256 = pool.apply_async(scan_sha256, (input_txt,))  # first, so that it overlaps the passes
+        return _encode(input_txt, output_h5, output_json, val_frac, test_frac, encoding, vocab, unknown, say,
+                       pool, parts, sha256)
+
+
+def _pool(parts: int) -> Pool:
+    """Processes for several parts (each reads and encodes at its own core); for one part, threads:
+    the part and the SHA-256 side by side, without paying for starting processes."""
+    return multiprocessing.get_context("fork").Pool(parts) if parts > 1 else ThreadPool(2)
+
+
+def _in_order(pool: Pool, task: Callable[..., T], jobs: list[tuple]) -> list[T]:
+    """``task(*job)`` for each job, run in ``pool``; the results (or the first job's error) in job order."""
+    pending = [pool.apply_async(task, job) for job in jobs]
+    return [p.get() for p in pending]
 
 
 def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float, test_frac: float, encoding: str,
-            vocab: Vocab | None, unknown: str, say: Callable[..., None], sha256: Future[str]) -> Vocab:
-    found = scan(input_txt, encoding, vocab)
+            vocab: Vocab | None, unknown: str, say: Callable[..., None], pool: Pool, parts: list[tuple[int, int]],
+            sha256: AsyncResult[str]) -> Vocab:
+    scans = _in_order(pool, scan, [(input_txt, encoding, vocab, start, stop) for start, stop in parts])
+    found = merge_scans(scans)
     if vocab is None:
         spell = byte_token if encoding == "bytes" else chr
         vocab = Vocab([spell(u) for u in found.units])
@@ -209,19 +308,23 @@ def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float
         raise PreprocessError(f"--input_txt {input_txt} has {found.total} usable characters; at least 2 are needed")
 
     sizes = split_sizes(found.total, val_frac, test_frac)
-    dtype = np.uint8 if len(vocab) <= 255 else np.uint32
+    dtype = np.dtype(np.uint8 if len(vocab) <= 255 else "<u4")
     say(f"Total vocabulary size: {len(vocab)}")
     say(f"Total tokens in file: {found.total}")
     for label, size in zip(("Training", "Val", "Test"), sizes):
         say(f"  {label} size: {size}")
-    say(f"Using dtype {np.dtype(dtype).name}")
+    say(f"Using dtype {dtype.name}")
 
     tmp_h5, tmp_json = temp_name(output_h5), temp_name(output_json)
     try:
-        _write_h5(tmp_h5, input_txt, encoding, vocab, sizes, dtype, drop_unknown=bool(found.unknown))
+        spans = _allocate_h5(tmp_h5, sizes, dtype)
+        firsts = accumulate((part.total for part in scans), initial=0)  # index of each part's first unit
+        jobs = [EncodeJob(input_txt, encoding, start, stop, first, part.total, vocab, bool(found.unknown), tmp_h5,
+                          spans, dtype.str) for (start, stop), first, part in zip(parts, firsts, scans)]
+        _write_parts(pool, jobs, tmp_h5)
         meta = vocab.to_json_dict()
         meta["charrnn"] = {
-            "source_sha256": sha256.result(),
+            "source_sha256": sha256.get(),
             "encoding": encoding,
             "val_frac": val_frac,
             "test_frac": test_frac,
@@ -245,36 +348,98 @@ def _show(unit: int, encoding: str) -> str:
     return byte_token(unit) if encoding == "bytes" else repr(chr(unit))
 
 
-def _write_h5(path: Path, input_txt: Path, encoding: str, vocab: Vocab, sizes: tuple[int, ...], dtype: type,
-              drop_unknown: bool) -> None:
-    """Pass 2: encodes the file chunk by chunk into contiguous datasets."""
-    table = vocab.lookup_table(unit_space(encoding))
-    # For byte chunks: the index of each byte value as one byte (when every index fits), and the bytes to drop.
-    byte_map = table[:256].astype(np.uint8).tobytes() if dtype == np.uint8 else None
-    unknown_bytes = _byte_values(table == 0)
-    with ExitStack() as stack:
-        f = stack.enter_context(h5py.File(path, "w", track_order=False))
-        datasets = [f.create_dataset(name, shape=(size,), dtype=dtype) for name, size in zip(SPLITS, sizes)]
-        split, pos = 0, 0
-        for pieces in read_units(input_txt, encoding):  # already read once by scan: no decoding errors
-            parts = [_indices(piece, table, byte_map, unknown_bytes if drop_unknown else None, dtype)
-                     for piece in pieces]
-            if not parts:
-                continue
-            ids = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            while len(ids):
-                while split < len(sizes) and pos == sizes[split]:
-                    split, pos = split + 1, 0
-                take = min(len(ids), sizes[split] - pos)
-                datasets[split][pos : pos + take] = ids[:take]
-                pos, ids = pos + take, ids[take:]
-        f.flush()
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
+@dataclass(frozen=True)
+class Span:
+    """Where one dataset's elements lie in the .h5 file."""
+
+    first: int  # index of its first element among all the kept units of the file
+    size: int
+    offset: int | None  # file offset of its data; None when it is empty
+
+
+def _allocate_h5(path: Path, sizes: tuple[int, ...], dtype: np.dtype) -> tuple[Span, ...]:
+    """Creates the .h5 with its datasets allocated in place (contiguous, not filled), to be written
+    by :func:`encode_part`, and says where each lies."""
+    spans: list[Span] = []
+    with h5py.File(path, "w", track_order=False) as f:
+        for name, size, first in zip(SPLITS, sizes, accumulate(sizes, initial=0)):
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+            ds = f.create_dataset(name, shape=(size,), dtype=dtype, dcpl=dcpl)
+            spans.append(Span(first, size, ds.id.get_offset()))
+    return tuple(spans)
+
+
+@dataclass(frozen=True)
+class EncodeJob:
+    """Pass 2 for one part of the file: its bytes ``start:stop`` hold the kept units ``first`` to
+    ``first + count`` of the whole file."""
+
+    input_txt: Path
+    encoding: str
+    start: int
+    stop: int
+    first: int
+    count: int
+    vocab: Vocab
+    drop_unknown: bool
+    output_h5: Path
+    spans: tuple[Span, ...]
+    dtype: str  # numpy's spelling, byte order included: |u1 or <u4
+
+
+def _write_parts(pool: Pool, jobs: list[EncodeJob], path: Path) -> None:
+    """Pass 2: runs the parts' jobs in ``pool`` and makes the file durable. Meanwhile what they have
+    written so far is flushed, so that the disk works while they encode and the final fsync has little
+    left to wait for."""
+    pending = [pool.apply_async(encode_part, (job,)) for job in jobs]
+    with open(path, "rb+") as f:
+        for done in pending:
+            while not done.ready():
+                _flush(f.fileno())
+                done.wait(FLUSH_SECONDS)
+            done.get()
+        os.fsync(f.fileno())
+
+
+def encode_part(job: EncodeJob) -> None:
+    """Encodes one part chunk by chunk and writes its indices in place into the allocated datasets."""
+    table = job.vocab.lookup_table(unit_space(job.encoding))
+    dtype = np.dtype(job.dtype)
+    # For byte pieces: the index of each byte value as one byte (when every index fits), and the bytes to drop.
+    byte_map = table[:256].astype(np.uint8).tobytes() if dtype.itemsize == 1 else None
+    drop = _byte_values(table[:256] == 0) if job.drop_unknown else None
+    at, end = job.first, job.first + job.count
+    fd = os.open(job.output_h5, os.O_WRONLY)
+    try:
+        for piece in _pieces(job.input_txt, job.encoding, job.start, job.stop):
+            ids = _indices(piece, table, byte_map, drop, dtype)
+            if at + len(ids) > end:
+                break
+            _write(fd, ids, at, job.spans)
+            at += len(ids)
+    finally:
+        os.close(fd)
+    if at != end:
+        raise PreprocessError(f"--input_txt {job.input_txt} changed while being read; run again")
+
+
+def _write(fd: int, ids: np.ndarray, at: int, spans: tuple[Span, ...]) -> None:
+    """Writes the indices of the units ``at``, ``at + 1``, ... into the datasets that hold them."""
+    data, size = ids.data.cast("B"), ids.itemsize
+    for span in spans:
+        lo, hi = max(at, span.first), min(at + len(ids), span.first + span.size)
+        if lo < hi:
+            assert span.offset is not None
+            view, offset = data[(lo - at) * size : (hi - at) * size], span.offset + (lo - span.first) * size
+            while view:
+                done = os.pwrite(fd, view, offset)
+                view, offset = view[done:], offset + done
 
 
 def _indices(piece: Piece, table: np.ndarray, byte_map: bytes | None, drop: bytes | None,
-             dtype: type) -> np.ndarray:
+             dtype: np.dtype) -> np.ndarray:
     """1-based indices of a piece's units, without the unknown ones when ``drop`` is given."""
     if isinstance(piece, bytes) and byte_map is not None:
         return np.frombuffer(piece.translate(byte_map, drop or b""), np.uint8)
@@ -296,11 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocab", help="reuse this torch-rnn/charrnn vocabulary JSON (e.g. to fine-tune)")
     p.add_argument("--unknown", default="drop", choices=("drop", "error"),
                    help="with --vocab: leave out characters outside it (reported) or refuse the file")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes reading parts of a large file side by side (default: one per core, up to 8)")
     args = p.parse_args(argv)
     try:
         vocab = Vocab.load(args.vocab) if args.vocab else None
         preprocess(args.input_txt, args.output_h5, args.output_json, args.val_frac, args.test_frac,
-                   args.encoding, vocab, args.unknown, args.quiet)
+                   args.encoding, vocab, args.unknown, args.quiet, args.workers)
     except (PreprocessError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHUNK_BYTES = 2 << 20  # bytes read at a time; memory use is a small multiple of this
+CHUNK_BYTES = 256 << 10  # bytes read at a time (small enough to stay in cache); memory use is a small multiple of this
 MAX_RUNS = 256  # a chunk with more runs of non-ASCII characters is decoded whole
 Piece = bytes | np.ndarray  # bytes: one unit per byte; an array: code points (uint32)
 
@@ -65,21 +65,26 @@ def _last_character(data: bytes) -> int:
     return at
 
 
-def read_units(path: Path, encoding: str, chunk_bytes: int | None = None) -> Iterator[list[Piece]]:
-    """Yields the file as the pieces of one read at a time, in order (see the module's docstring).
+def read_units(path: Path, encoding: str, chunk_bytes: int | None = None, start: int = 0,
+               stop: int | None = None) -> Iterator[list[Piece]]:
+    """Yields the bytes ``start:stop`` of a file (all of it by default) as the pieces of one read at
+    a time, in order (see the module's docstring). ``start`` must be a character boundary.
 
     Decoding is strict, with no newline translation (``\\r`` is a character, as in torch-rnn).
 
     Raises:
-        DecodeError: the file is not valid ``encoding``.
+        DecodeError: the range is not valid ``encoding``; its offset counts from the start of the file.
     """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     utf8 = encoding != "bytes" and codecs.lookup(encoding).name == "utf-8"
     decoder = None if encoding == "bytes" or utf8 else codecs.getincrementaldecoder(encoding)("strict")
-    offset, carry = 0, b""  # the file offset of carry, the unfinished character of the last read
+    offset, carry = start, b""  # the file offset of carry, the unfinished character of the last read
     with open(path, "rb") as f:
+        f.seek(start)
+        pos = start  # the file offset of the next read
         while True:
-            raw = f.read(chunk_bytes)
+            raw = f.read(chunk_bytes if stop is None else max(0, min(chunk_bytes, stop - pos)))
+            pos += len(raw)
             final = not raw
             if encoding == "bytes":
                 if final:

@@ -236,3 +236,144 @@ def test_loads_a_file_written_by_torch_rnn(tmp_path):
 
     vocab = Vocab.load(tmp_path / "t.json")
     assert vocab.decode(SplitArray(tmp_path / "t.h5", "train").array.astype(int) - 1) == text[: len(splits[0])]
+
+
+# ---- several parts: a file cut into byte ranges that processes read side by side ----------------
+
+SENTENCE = b"The quick brown fox jumps over the lazy dog; 0123456789!\n"
+
+
+def straddling(size: int, parts: int, chars: str) -> bytes:
+    """``size`` bytes of ASCII with a multi-byte character across each cut of a file into ``parts``
+    (the cut falls on its second byte), taking the characters of ``chars`` in turn."""
+    data = bytearray((SENTENCE * (size // len(SENTENCE) + 1))[:size])
+    for i in range(1, parts):
+        encoded = chars[(i - 1) % len(chars)].encode()
+        cut = i * size // parts
+        data[cut - 1 : cut - 1 + len(encoded)] = encoded
+    return bytes(data)
+
+
+@pytest.fixture
+def part_log(monkeypatch) -> list[list[tuple[int, int]]]:
+    """Cuts files into parts of any size, reads them 5 bytes at a time, and records each run's parts."""
+    import charrnn.preprocess as module
+
+    monkeypatch.setattr(module, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr("charrnn.units.CHUNK_BYTES", 5)
+    log: list[list[tuple[int, int]]] = []
+    real = module.split_file
+
+    def logged(*args) -> list[tuple[int, int]]:
+        log.append(real(*args))
+        return log[-1]
+
+    monkeypatch.setattr(module, "split_file", logged)
+    return log
+
+
+def outputs(tmp_path: Path, capsys, data: bytes, workers: int, *args: str) -> tuple[bytes, bytes, str]:
+    """The .h5 and .json files and the printed report of one run with ``workers``."""
+    run_dir = tmp_path / f"workers-{workers}"
+    run_dir.mkdir()
+    src = run_dir / "in.txt"
+    src.write_bytes(data)
+    h5, js = run_dir / "out.h5", run_dir / "out.json"
+    capsys.readouterr()
+    code = main(["--input_txt", str(src), "--output_h5", str(h5), "--output_json", str(js),
+                 "--workers", str(workers), *args])
+    report = capsys.readouterr()
+    assert code == 0, report.err
+    assert sorted(p.name for p in run_dir.iterdir()) == ["in.txt", "out.h5", "out.json"]  # no temp files left
+    return h5.read_bytes(), js.read_bytes(), report.out.replace(str(run_dir), "DIR")
+
+
+def assert_same_for_any_workers(tmp_path, capsys, part_log, data: bytes, *args: str) -> None:
+    """2, 3 and 4 parts give byte-identical files and the same report as one part."""
+    one = outputs(tmp_path, capsys, data, 1, *args)
+    assert len(part_log[-1]) == 1
+    for workers in (2, 3, 4):
+        assert outputs(tmp_path, capsys, data, workers, *args) == one, f"{workers} workers"
+        assert len(part_log[-1]) == workers
+
+
+@pytest.mark.parametrize("width", [2, 3, 4])
+def test_parts_start_on_character_boundaries(tmp_path, width):
+    from charrnn.preprocess import split_file
+
+    char = {2: "é", 3: "€", 4: "😀"}[width]
+    for into in range(width):  # the middle of the file falls this many bytes into the character
+        data = b"a" * (50 - into) + char.encode() + b"b" * (50 + into - width)
+        src = tmp_path / "in.txt"
+        src.write_bytes(data)
+        cut = 50 - into + width if into else 50  # after the character, or at its start
+        assert split_file(src, "utf-8", 2) == [(0, cut), (cut, 100)]
+        assert split_file(src, "bytes", 2) == [(0, 50), (50, 100)]
+
+
+@pytest.mark.parametrize("parts", [2, 3, 4])
+def test_characters_across_cuts_and_new_ones_in_a_later_part(tmp_path, capsys, part_log, parts):
+    data = straddling(600, parts, "é€😀") + "Zжß — first seen at the end 𝔘\n".encode()
+    assert_same_for_any_workers(tmp_path, capsys, part_log, data)
+    token_to_idx, splits = torch_rnn_reference(data.decode())
+    written = read_h5(tmp_path / "workers-4" / "out.h5")
+    assert json.loads((tmp_path / "workers-4" / "out.json").read_text())["token_to_idx"] == token_to_idx
+    for name, expected in zip(("train", "val", "test"), splits):
+        np.testing.assert_array_equal(written[name], expected)
+
+
+def test_bytes_encoding_in_parts(tmp_path, capsys, part_log):
+    data = straddling(500, 4, "é€😀") + bytes(range(255, -1, -1))
+    assert_same_for_any_workers(tmp_path, capsys, part_log, data, "--encoding", "bytes")
+    vocab = Vocab.load(tmp_path / "workers-3" / "out.json")
+    train = read_h5(tmp_path / "workers-3" / "out.h5")["train"].astype(int) - 1
+    assert vocab.decode_bytes(train) == data[: len(train)]
+
+
+def test_reused_vocabulary_in_parts_drops_the_same_characters(tmp_path, capsys, part_log):
+    vocab_src = tmp_path / "vocab.txt"
+    vocab_src.write_bytes(SENTENCE + "é€".encode())
+    preprocess(vocab_src, tmp_path / "v.h5", tmp_path / "v.json", quiet=True)
+    data = straddling(700, 4, "é€😀ж") + "XYZ ж 😀".encode()  # 😀, ж, X, Y, Z are unknown
+    assert_same_for_any_workers(tmp_path, capsys, part_log, data, "--vocab", str(tmp_path / "v.json"))
+    report = outputs(tmp_path, capsys, data, 5, "--vocab", str(tmp_path / "v.json"))[2]
+    assert "6 characters" in report and "'😀'×2, 'X'×1, 'Y'×1, 'Z'×1, 'ж'×1 (left out)" in report
+    written = read_h5(tmp_path / "workers-5" / "out.h5")
+    kept = np.concatenate([written[name] for name in ("train", "val", "test")]).astype(int) - 1
+    assert Vocab.load(tmp_path / "v.json").decode(kept) == \
+        "".join(ch for ch in data.decode() if ch not in "😀жXYZ")
+
+
+def test_more_than_255_tokens_in_parts(tmp_path, capsys, part_log):
+    data = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 300)).encode() * 2 + SENTENCE
+    assert_same_for_any_workers(tmp_path, capsys, part_log, data)
+    written = read_h5(tmp_path / "workers-2" / "out.h5")
+    token_to_idx, splits = torch_rnn_reference(data.decode())
+    for name, expected in zip(("train", "val", "test"), splits):
+        assert written[name].dtype == np.uint32
+        np.testing.assert_array_equal(written[name], expected)
+
+
+def test_no_held_out_splits_in_parts(tmp_path, capsys, part_log):
+    data = straddling(400, 3, "€😀é")
+    assert_same_for_any_workers(tmp_path, capsys, part_log, data, "--val_frac", "0", "--test_frac", "0")
+    written = read_h5(tmp_path / "workers-3" / "out.h5")
+    assert written["val"].size == written["test"].size == 0
+    assert Vocab.load(tmp_path / "workers-3" / "out.json").decode(written["train"].astype(int) - 1) == data.decode()
+
+
+def test_invalid_utf8_in_a_later_part_names_its_file_offset(tmp_path, capsys, part_log):
+    _, h5, js = run(tmp_path, "the previous corpus\n")
+    before = (h5.read_bytes(), js.read_bytes())
+    data = bytearray(straddling(600, 2, "€"))
+    data[450] = 0xFF
+    code, h5, js = run(tmp_path, bytes(data), "--workers", "2")
+    assert len(part_log[-1]) == 2 and part_log[-1][1][0] <= 450
+    assert code == 2 and "byte 450 " in capsys.readouterr().err
+    assert (h5.read_bytes(), js.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.h5", "out.json"]  # no temp files left
+
+
+def test_workers_must_be_positive(tmp_path, capsys):
+    code, *_ = run(tmp_path, "some text\n", "--workers", "0")
+    assert code == 2 and "--workers" in capsys.readouterr().err
