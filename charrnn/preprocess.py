@@ -29,6 +29,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -90,10 +91,16 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def may_fork() -> bool:
+    """Whether worker processes can be forked safely: the system forks, and this process runs no other
+    thread (a child gets only the calling thread, so a lock another one held would stay held)."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+
+
 def part_count(size: int, encoding: str, workers: int | None) -> int:
     """How many parts to cut a file of ``size`` bytes into: one per worker, each of at least
-    ``MIN_PART_BYTES``; a single part for codecs other than UTF-8 or where processes cannot fork."""
-    if not _splittable(encoding) or "fork" not in multiprocessing.get_all_start_methods():
+    ``MIN_PART_BYTES``; a single part for codecs other than UTF-8 or where forking is not safe."""
+    if not _splittable(encoding) or not may_fork():
         return 1
     return max(1, min(workers or available_cores(), size // MIN_PART_BYTES, MAX_PARTS))
 

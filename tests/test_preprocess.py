@@ -260,6 +260,7 @@ def part_log(monkeypatch) -> list[list[tuple[int, int]]]:
     import charrnn.preprocess as module
 
     monkeypatch.setattr(module, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(module, "may_fork", lambda: True)  # whatever threads earlier tests left running
     monkeypatch.setattr("charrnn.units.CHUNK_BYTES", 5)
     log: list[list[tuple[int, int]]] = []
     real = module.split_file
@@ -377,3 +378,20 @@ def test_invalid_utf8_in_a_later_part_names_its_file_offset(tmp_path, capsys, pa
 def test_workers_must_be_positive(tmp_path, capsys):
     code, *_ = run(tmp_path, "some text\n", "--workers", "0")
     assert code == 2 and "--workers" in capsys.readouterr().err
+
+
+def test_a_process_running_threads_does_not_fork(tmp_path, monkeypatch):
+    import threading
+
+    from charrnn.preprocess import part_count
+
+    monkeypatch.setattr("charrnn.preprocess.MIN_PART_BYTES", 1)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert part_count(1000, "utf-8", 4) == 1
+    finally:
+        stop.set()
+        other.join()
+    assert part_count(1000, "utf-8", 4) == (4 if threading.active_count() == 1 else 1)
