@@ -37,7 +37,7 @@ def train(tmp_path, cuda_graph: bool, ckpt_path=None, **trainer_args) -> tuple[C
                     lr_schedule="cosine", warmup_steps=3, cuda_graph=cuda_graph)
     losses = Losses()
     args = dict(accelerator="cpu", devices=1, max_steps=14, val_check_interval=5, check_val_every_n_epoch=None,
-                limit_val_batches=2, gradient_clip_val=0.5, log_every_n_steps=2, logger=False,
+                limit_val_batches=2, gradient_clip_val=0.2, log_every_n_steps=2, logger=False,
                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[losses])
     trainer = L.Trainer(**{**args, **trainer_args})
     trainer.fit(model, dm, ckpt_path=ckpt_path)
@@ -56,7 +56,7 @@ def test_the_static_step_trains_as_lightnings_own(tmp_path, eager):
     assert losses.losses == ref.losses
     assert len(losses.grad_norms) == len(ref.grad_norms) > 3
     assert losses.grad_norms == pytest.approx(ref.grad_norms, rel=1e-6)
-    assert max(ref.grad_norms) > 0.5  # clipping did act
+    assert max(ref.grad_norms) > 0.2  # clipping did act
     for a, b in zip(model.state_dict().values(), ref_model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     lr = trainer.optimizers[0].param_groups[0]["lr"]

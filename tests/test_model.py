@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
 
@@ -116,3 +117,50 @@ def test_best_val_loss_travels_in_the_checkpoint():
     restored = CharRNN(VOCAB)
     restored.on_load_checkpoint(ckpt)
     assert restored.best_val_loss == 1.25
+
+
+class Recorder(L.pytorch.loggers.Logger):
+    """Keeps what Lightning hands a logger: (step, metrics) per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[int, dict[str, float]]] = []
+
+    name, version = "recorder", 0
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.records.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+
+class TrueGradNorm(L.Callback):
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, module, optimizer) -> None:  # before clipping, as logged
+        self.norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in module.parameters()])))
+
+
+def test_logged_training_scalars_belong_to_the_step_they_are_logged_at(tmp_path):
+    """bits/char and the gradient norm are computed only on the steps the logger writes, and are those
+    steps' own values (not those of an earlier step)."""
+    import math
+
+    from charrnn.data import CharDataModule
+    from tests.conftest import TINY_TEXT
+
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    dm = CharDataModule(str(tmp_path / "tiny.txt"), batch_size=4, seq_length=16, url=None)
+    model = CharRNN(dm.vocab, rnn_size=16, num_layers=1, wordvec_size=8, lr_schedule="constant")
+    logger, norms = Recorder(), TrueGradNorm()
+    L.Trainer(accelerator="cpu", max_steps=12, limit_val_batches=0, log_every_n_steps=3, gradient_clip_val=0.1,
+              logger=logger, callbacks=[norms], enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False).fit(model, dm)
+    train = [(step, m) for step, m in logger.records if "train/loss" in m]
+    assert [step for step, _ in train] == [2, 5, 8, 11]
+    for step, metrics in train:
+        assert metrics["train/grad_norm"] == pytest.approx(norms.norms[step], rel=1e-6)
+        assert math.isclose(metrics["train/bpc"], metrics["train/loss"] / math.log(2), rel_tol=1e-6)
+    assert len(set(norms.norms)) == len(norms.norms)  # the norms differ from step to step: the check can fail
