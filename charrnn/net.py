@@ -68,11 +68,9 @@ class CharRNNNet(nn.Module):
 
     def zero_state(self, batch_size: int) -> State:
         """The state forward() starts from when given none, for ``batch_size`` streams."""
-        rnn = self.rnn if hasattr(self, "rnn") else self.rnns[0]
-        layers = rnn.num_layers if hasattr(self, "rnn") else len(self.rnns)
-        weight = self.head.weight
-        zeros = weight.new_zeros(layers, batch_size, rnn.hidden_size)
-        return (zeros, zeros.clone()) if isinstance(rnn, nn.LSTM) else zeros
+        rnns = [self.rnn] if hasattr(self, "rnn") else list(self.rnns)
+        zeros = self.head.weight.new_zeros(sum(r.num_layers for r in rnns), batch_size, rnns[0].hidden_size)
+        return (zeros, zeros.clone()) if isinstance(rnns[0], nn.LSTM) else zeros
 
     def _layer_by_layer(self, h: Tensor, state: State | None) -> tuple[Tensor, State]:
         """The LayerNorm variant; its state has the same (layers, B, H) layout as the fused one."""

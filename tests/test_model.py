@@ -164,3 +164,16 @@ def test_logged_training_scalars_belong_to_the_step_they_are_logged_at(tmp_path)
         assert metrics["train/grad_norm"] == pytest.approx(norms.norms[step], rel=1e-6)
         assert math.isclose(metrics["train/bpc"], metrics["train/loss"] / math.log(2), rel_tol=1e-6)
     assert len(set(norms.norms)) == len(norms.norms)  # the norms differ from step to step: the check can fail
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_zero_state_is_where_forward_starts(model_type, layer_norm):
+    torch.manual_seed(0)
+    net = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=6, num_layers=3, layer_norm=layer_norm)
+    x = torch.randint(0, 8, (2, 5))
+    fresh, state = net(x)
+    zero = net.zero_state(2)
+    parts = zero if model_type == "lstm" else (zero,)
+    assert [s.shape for s in parts] == [(3, 2, 6)] * (2 if model_type == "lstm" else 1)
+    assert torch.equal(net(x, zero)[0], fresh) and not torch.equal(net(x, state)[0], fresh)
