@@ -154,7 +154,7 @@ class GraphStep:
             "optimizer": {id(p): {k: v.clone() if isinstance(v, Tensor) else v for k, v in s.items()}
                           for p, s in self.optimizer.state.items()},
             "state": [s.clone() for s in _tensors(self.state)],
-            "rng": torch.cuda.get_rng_state(),
+            "rng": torch.cuda.get_rng_state(self.x.device) if self.x.is_cuda else torch.get_rng_state(),
         }
 
     @torch.no_grad()
@@ -170,4 +170,7 @@ class GraphStep:
                     v.zero_()
         for s, v in zip(_tensors(self.state), saved["state"], strict=True):
             s.copy_(v)
-        torch.cuda.set_rng_state(saved["rng"])
+        if self.x.is_cuda:
+            torch.cuda.set_rng_state(saved["rng"], self.x.device)
+        else:
+            torch.set_rng_state(saved["rng"])

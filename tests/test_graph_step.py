@@ -134,3 +134,32 @@ def test_a_graph_run_resumes_exactly(tmp_path, eager):
         model, *_ = train(tmp_path, cuda_graph, ckpt_path=path)
         for a, b in zip(model.state_dict().values(), eager[0].state_dict().values(), strict=True):
             assert torch.equal(a, b), cuda_graph
+
+
+@pytest.mark.parametrize("steps_before", [0, 2])
+def test_the_warm_up_before_capture_is_undone(steps_before):
+    """What capture does around its warm-up steps (snapshot, steps, restore), run on a CPU: the next
+    step is the one that would have come without them (dropout draws included)."""
+    def setup() -> tuple[CharRNNNet, GraphStep, list[tuple[torch.Tensor, torch.Tensor]]]:
+        torch.manual_seed(0)
+        net = CharRNNNet(12, num_layers=2, rnn_size=16, wordvec_size=8, dropout=0.3)
+        data = torch.randint(0, 12, (steps_before + 1, 3, 9))
+        batches = [(b[:, :-1], b[:, 1:]) for b in data]
+        step = GraphStep(net, torch.optim.Adam(net.parameters(), lr=0.01), batches[0], net.zero_state(3),
+                         Clip(0.5), 0.2)
+        for batch in batches[:steps_before]:
+            step(batch, step.state)
+        return net, step, batches
+
+    net, step, batches = setup()
+    expected = float(step(batches[-1], step.state)[0]), [p.clone() for p in net.parameters()]
+    net, step, batches = setup()
+    saved = step._snapshot()
+    for _ in range(3):
+        step._body()
+    assert not torch.equal(next(net.parameters()), saved["params"][0])  # the warm-up did train
+    step._restore(saved)
+    loss = float(step(batches[-1], step.state)[0])
+    assert loss == expected[0]
+    for p, q in zip(net.parameters(), expected[1], strict=True):
+        assert torch.equal(p, q)
