@@ -32,6 +32,7 @@ class CharRNN(L.LightningModule):
         dropout: dropout between layers and before the output layer.
         layer_norm: LayerNorm on each recurrent layer's output.
         tie_weights: share the embedding with the output layer (needs ``wordvec_size == rnn_size``).
+        weight_drop: DropConnect on the recurrent weights while training (AWD-LSTM's regulariser).
         learning_rate: Adam's peak learning rate.
         weight_decay: AdamW weight decay (0 is plain Adam, as torch-rnn).
         lr_schedule: ``step`` (× ``lr_decay_factor`` every ``lr_decay_every`` epochs, torch-rnn's),
@@ -60,6 +61,7 @@ class CharRNN(L.LightningModule):
         dropout: float = 0.0,
         layer_norm: bool = False,
         tie_weights: bool = False,
+        weight_drop: float = 0.0,
         learning_rate: float = 2e-3,
         weight_decay: float = 0.0,
         lr_schedule: Literal["step", "cosine", "constant"] = "step",
@@ -75,7 +77,7 @@ class CharRNN(L.LightningModule):
         self.save_hyperparameters()
         self.vocab = Vocab(vocab)
         self.net = CharRNNNet(len(self.vocab), model_type, wordvec_size, rnn_size, num_layers, dropout,
-                              layer_norm, tie_weights)
+                              layer_norm, tie_weights, weight_drop)
         self.best_val_loss: float | None = None
         # Carried across batches; a plain attribute, never a buffer (DDP would broadcast rank 0's).
         self.hidden: State | None = None

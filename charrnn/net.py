@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 ModelType = Literal["lstm", "gru", "rnn"]
 State = Tensor | tuple[Tensor, Tensor]  # (layers, B, H), or LSTM's (h, c) pair of those
@@ -25,6 +28,8 @@ class CharRNNNet(nn.Module):
         layer_norm: LayerNorm on each layer's output (between layers and before the head). Layers then
             run one by one instead of as one fused multi-layer kernel.
         tie_weights: share the embedding matrix with the output layer (needs wordvec_size == rnn_size).
+        weight_drop: DropConnect on the recurrent (hidden-to-hidden) weights while training, AWD-LSTM's
+            regulariser: each step drops this fraction of them, the same for every time step and stream.
     """
 
     def __init__(
@@ -37,8 +42,11 @@ class CharRNNNet(nn.Module):
         dropout: float = 0.0,
         layer_norm: bool = False,
         tie_weights: bool = False,
+        weight_drop: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0 <= weight_drop < 1:
+            raise ValueError(f"weight_drop {weight_drop}: give a fraction in [0, 1)")
         if model_type not in _RNNS:
             raise ValueError(f"model_type {model_type!r}: choose one of {', '.join(_RNNS)}")
         if tie_weights and wordvec_size != rnn_size:
@@ -56,15 +64,26 @@ class CharRNNNet(nn.Module):
         self.head = nn.Linear(rnn_size, vocab_size)
         if tie_weights:
             self.head.weight = self.embed.weight
+        self.weight_drop = weight_drop
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Logits for the next token after each position of ``x`` (B, T) -> (B, T, V)."""
         h = self.embed(x)  # (B, T, E)
         if hasattr(self, "rnn"):
-            h, state = self.rnn(h, state)  # (B, T, H)
+            h, state = self._run(self.rnn, h, state)  # (B, T, H)
         else:
             h, state = self._layer_by_layer(h, state)
         return self.head(self.drop(h)), state
+
+    def _run(self, rnn: nn.RNNBase, h: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """``rnn(h, state)``, with its hidden-to-hidden weights dropped out when training with weight_drop."""
+        if not (self.training and self.weight_drop > 0):
+            return rnn(h, state)
+        dropped = {name: F.dropout(w, self.weight_drop) for name, w in rnn.named_parameters()
+                   if name.startswith("weight_hh")}
+        with warnings.catch_warnings():  # on a GPU, cuDNN packs the new weights together (the warning says so)
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            return functional_call(rnn, dropped, (h, state))
 
     def zero_state(self, batch_size: int) -> State:
         """The state forward() starts from when given none, for ``batch_size`` streams."""
@@ -83,7 +102,7 @@ class CharRNNNet(nn.Module):
         for i, (rnn, norm) in enumerate(zip(self.rnns, self.norms)):
             if i:
                 h = self.drop(h)
-            h, st = rnn(h, per_layer[i])
+            h, st = self._run(rnn, h, per_layer[i])
             h = norm(h)
             new.append(st)
         if lstm:

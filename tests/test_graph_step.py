@@ -1,7 +1,7 @@
 """--model.cuda_graph: the whole training step in one function over static tensors.
 
 On a CPU the step runs uncaptured, so these tests check everything but the capture itself: the same
-losses, gradient norms and weights as Lightning's own step, with clipping, a schedule, dropout and
+losses, gradient norms and weights as Lightning's own step, with clipping, a schedule, dropout, weight drop and
 the carried state reset by validation. With CUDA, the captured graph is checked against the eager step.
 """
 
@@ -33,8 +33,8 @@ def train(tmp_path, cuda_graph: bool, ckpt_path=None, **trainer_args) -> tuple[C
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
     L.seed_everything(7)
     dm = CharDataModule(str(tmp_path / "tiny.txt"), batch_size=4, seq_length=16, url=None)
-    model = CharRNN(dm.vocab, rnn_size=24, num_layers=2, wordvec_size=8, dropout=0.2, learning_rate=0.01,
-                    lr_schedule="cosine", warmup_steps=3, cuda_graph=cuda_graph)
+    model = CharRNN(dm.vocab, rnn_size=24, num_layers=2, wordvec_size=8, dropout=0.2, weight_drop=0.2,
+                    learning_rate=0.01, lr_schedule="cosine", warmup_steps=3, cuda_graph=cuda_graph)
     losses = Losses()
     args = dict(accelerator="cpu", devices=1, max_steps=14, val_check_interval=5, check_val_every_n_epoch=None,
                 limit_val_batches=2, gradient_clip_val=0.2, log_every_n_steps=2, logger=False,

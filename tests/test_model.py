@@ -101,10 +101,11 @@ def test_tied_weights_share_one_matrix():
 def test_options_survive_a_checkpoint(tmp_path):
     from charrnn.checkpoint import load_model
 
-    model = CharRNN(VOCAB, wordvec_size=6, rnn_size=6, num_layers=2, layer_norm=True, tie_weights=True)
+    model = CharRNN(VOCAB, wordvec_size=6, rnn_size=6, num_layers=2, layer_norm=True, tie_weights=True,
+                    weight_drop=0.25)
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "m.ckpt")
     net, _ = load_model(tmp_path / "m.ckpt")
-    assert net.head.weight is net.embed.weight and hasattr(net, "norms")
+    assert net.head.weight is net.embed.weight and hasattr(net, "norms") and net.weight_drop == 0.25
     x = torch.randint(0, len(VOCAB), (1, 4))
     assert torch.equal(net(x)[0], model.net.eval()(x)[0])
 
@@ -177,3 +178,29 @@ def test_zero_state_is_where_forward_starts(model_type, layer_norm):
     parts = zero if model_type == "lstm" else (zero,)
     assert [s.shape for s in parts] == [(3, 2, 6)] * (2 if model_type == "lstm" else 1)
     assert torch.equal(net(x, zero)[0], fresh) and not torch.equal(net(x, state)[0], fresh)
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "gru"])
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_weight_drop_masks_recurrent_weights_only_while_training(model_type, layer_norm):
+    torch.manual_seed(0)
+    net = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=32, num_layers=2, layer_norm=layer_norm, weight_drop=0.4)
+    plain = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=32, num_layers=2, layer_norm=layer_norm)
+    plain.load_state_dict(net.state_dict())
+    x = torch.randint(0, 8, (3, 6))
+    assert torch.equal(net.eval()(x)[0], plain.eval()(x)[0])  # sampling and validation see the weights as they are
+    net.train()
+    assert not torch.equal(net(x)[0], plain.train()(x)[0])
+    net(x)[0].sum().backward()
+    grads = {name: p.grad for name, p in net.named_parameters()}
+    for name, grad in grads.items():
+        zero = float((grad == 0).float().mean())
+        if "weight_hh" in name:  # the dropped recurrent weights get no gradient this step
+            assert 0.3 < zero < 0.5, (name, zero)
+        elif "weight_ih" in name:
+            assert zero < 0.05, (name, zero)
+
+
+def test_weight_drop_must_be_a_fraction():
+    with pytest.raises(ValueError, match="weight_drop 1.0"):
+        CharRNNNet(8, weight_drop=1.0)
