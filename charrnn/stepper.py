@@ -97,14 +97,6 @@ class Stepper:
             else:
                 self.recurrent.append(Linear(torch.cat([w_ih, w_hh], 1), b_ih, int8))
 
-    def zero_state(self, batch: int) -> State:
-        """The state before any input, for ``batch`` rows."""
-        net = self.net
-        rnns = [net.rnn] if hasattr(net, "rnn") else list(net.rnns)
-        layers = sum(r.num_layers for r in rnns)
-        zeros = net.head.weight.new_zeros(layers, batch, rnns[0].hidden_size)
-        return (zeros, zeros.clone()) if isinstance(rnns[0], nn.LSTM) else zeros
-
     @torch.no_grad()
     def __call__(self, tokens: Tensor, state: State | None) -> tuple[Tensor, State]:
         net = self.net
@@ -112,7 +104,7 @@ class Stepper:
             logits, state = net(tokens[:, None], state)
             return logits[:, 0], state
         if state is None:
-            state = self.zero_state(tokens.size(0))
+            state = net.zero_state(tokens.size(0))
         x = self.table[tokens]  # (B, G): the first layer's input product
         hs, cs = [], []
         for i, recurrent in enumerate(self.recurrent):

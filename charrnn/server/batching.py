@@ -145,7 +145,7 @@ class Batcher:
         try:
             prime = torch.tensor([job.prime], dtype=torch.long, device=self.device).reshape(1, -1)
             logits, state = prime_state(self.model.net, prime)
-            self.primes[job] = (logits, state if state is not None else self.step_net.zero_state(1))
+            self.primes[job] = (logits, state if state is not None else self.model.net.zero_state(1))
             self._open_rows([job])
             self._settle([job])
         except Exception as e:  # answered with an error, never left waiting
