@@ -26,8 +26,10 @@ class CharRNNCLI(LightningCLI):
         # The vocabulary comes from the data, never from the config.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
 
-    def _subconfig(self) -> Any:
-        return self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+    def _subconfig(self, config: Any = None) -> Any:
+        """The parsed (or, given ``self.config_init``, instantiated) settings of the running subcommand."""
+        config = self.config if config is None else config
+        return config[self.config.subcommand] if self.config.get("subcommand") else config
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
@@ -63,7 +65,7 @@ class CharRNNCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Saves through SafeCheckpointIO unless the config names another CheckpointIO plugin."""
-        plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
+        plugins = self._subconfig(self.config_init).get("trainer", {}).get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, list) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(SafeCheckpointIO())

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from charrnn.checkpoint import load_vocab
+from charrnn.lightning_private import batches_trained_this_epoch
 from charrnn.preprocess import preprocess, scan, scan_sha256
 from charrnn.stream_loader import ResumableLoader
 from charrnn.vocab import Vocab, byte_token
@@ -269,7 +270,7 @@ class CharDataModule(L.LightningDataModule):
 
     def _trained_this_epoch(self) -> int:
         """Batches of the current epoch already trained on: where a resumed epoch goes on."""
-        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return batches_trained_this_epoch(self.trainer)
 
     def train_dataloader(self) -> ResumableLoader:
         return ResumableLoader(self.datasets["train"], self._trained_this_epoch, self.num_workers)

@@ -14,6 +14,7 @@ from torch import Tensor
 from charrnn import resume_state
 from charrnn.checkpoint import CheckpointError, load_model
 from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
+from charrnn.lightning_private import logger_writes_this_step
 from charrnn.net import CharRNNNet, ModelType, State, detach_state, zero_some_rows
 from charrnn.vocab import Vocab
 
@@ -98,10 +99,9 @@ class CharRNN(L.LightningModule):
             self.log(f"{stage}/bpc", loss / LN2, **kwargs)
 
     def _logger_writes_this_step(self) -> bool:
-        """Whether Lightning hands this training step's metrics to the logger (its rule: the step whose
-        number plus one is a multiple of ``log_every_n_steps``). What only the logger reads (bits per
-        character, the gradient norm) is computed on those steps alone: self.log costs about 0.25 ms."""
-        return self._trainer is not None and (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+        """Whether Lightning hands this training step's metrics to the logger. What only the logger reads
+        (bits per character, the gradient norm) is computed on those steps alone: self.log costs about 0.25 ms."""
+        return self._trainer is not None and logger_writes_this_step(self.trainer)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if batch_idx == 0:  # a new epoch; a resumed one continues at batch_idx > 0 with the restored state

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from charrnn.lightning_private import validation_follows_batch
 from charrnn.net import State
 from charrnn.rng import get_rng_states, set_rng_states
 
@@ -24,9 +25,9 @@ def validation_follows(trainer: L.Trainer | None) -> bool:
     """
     if trainer is None or not trainer.training:
         return False
-    loop = trainer.fit_loop.epoch_loop
-    if not loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
+    if not validation_follows_batch(trainer):
         return False
+    loop = trainer.fit_loop.epoch_loop
     loop.val_loop.setup_data()  # idempotent; it tells whether there is anything to validate on
     return not loop.val_loop.skip
 

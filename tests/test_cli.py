@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from charrnn.checkpoint import load_model
+from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.cli import cli_main
 from tests.conftest import ROOT, TINY_TEXT, run_ok
 
@@ -63,6 +64,7 @@ def test_other_subcommands_run_from_a_checkpoint(debug_run, command, monkeypatch
     cli = cli_main([command, "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
                     "--ckpt_path", "checkpoints/debug/last.ckpt", "--trainer.logger", "false"])
     assert cli.trainer.progress_bar_callback.refresh_rate == 10  # the bar does not read the loss every step
+    assert isinstance(cli.trainer.strategy.checkpoint_io, SafeCheckpointIO)
     if command == "predict":
         assert cli.trainer.predict_loop.predictions
     else:

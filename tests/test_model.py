@@ -167,6 +167,20 @@ def test_logged_training_scalars_belong_to_the_step_they_are_logged_at(tmp_path)
     assert len(set(norms.norms)) == len(norms.norms)  # the norms differ from step to step: the check can fail
 
 
+def test_log_every_n_steps_0_trains_and_writes_no_training_scalars(tmp_path):
+    from charrnn.data import CharDataModule
+    from tests.conftest import TINY_TEXT
+
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    dm = CharDataModule(str(tmp_path / "tiny.txt"), batch_size=4, seq_length=16, url=None)
+    model = CharRNN(dm.vocab, rnn_size=16, num_layers=1, wordvec_size=8, lr_schedule="constant")
+    logger = Recorder()
+    L.Trainer(accelerator="cpu", max_steps=4, limit_val_batches=0, log_every_n_steps=0, logger=logger,
+              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(model, dm)
+    assert model.global_step == 4
+    assert not [m for _, m in logger.records if "train/loss" in m or "train/grad_norm" in m]
+
+
 @pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_zero_state_is_where_forward_starts(model_type, layer_norm):

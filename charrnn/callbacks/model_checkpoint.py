@@ -5,6 +5,8 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
+from charrnn.lightning_private import last_saved_step, save_last
+
 
 class ModelCheckpoint(LightningModelCheckpoint):
     """Takes the same arguments as Lightning's.
@@ -17,5 +19,5 @@ class ModelCheckpoint(LightningModelCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
-        if self.save_last and self._last_global_step_saved < trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self.save_last and last_saved_step(self) < trainer.global_step:
+            save_last(self, trainer)

@@ -1,0 +1,114 @@
+"""Each use of Lightning's private API (charrnn/lightning_private.py), checked against the installed Lightning.
+
+A failure here after a Lightning upgrade names the function whose internals moved: mend it there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from charrnn import lightning_private as private
+
+
+@contextmanager
+def still_there(name: str) -> Iterator[None]:
+    try:
+        yield
+    except AttributeError as e:
+        pytest.fail(f"lightning {L.__version__} changed what charrnn.lightning_private.{name} reads ({e}); "
+                    "update that function")
+
+
+class Probe(L.LightningModule):
+    """A one-weight model that asks ``ask(trainer)`` in each training step and records the answers."""
+
+    def __init__(self, ask: Callable[[L.Trainer], Any]) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(1))
+        self.ask, self.answers = ask, []
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        self.answers.append(self.ask(self.trainer))
+        return (self.weight * batch).sum()
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        pass
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(model: L.LightningModule, tmp_path: Path, callbacks: list | None = None, **trainer: Any) -> L.Trainer:
+    data = DataLoader(torch.ones(8, 1), batch_size=1)
+    t = L.Trainer(default_root_dir=tmp_path, logger=False, enable_checkpointing=bool(callbacks), callbacks=callbacks,
+                  enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **trainer)
+    t.fit(model, data, data)
+    return t
+
+
+@pytest.mark.parametrize(("every", "expected"), [(3, [2, 5, 8, 11]), (1, list(range(12))), (0, [])])
+def test_logger_writes_this_step_follows_log_every_n_steps(tmp_path, every, expected):
+    with still_there("logger_writes_this_step"):
+        model = Probe(private.logger_writes_this_step)
+        fit(model, tmp_path, max_steps=12, log_every_n_steps=every)
+    assert [step for step, writes in enumerate(model.answers) if writes] == expected
+
+
+def test_batches_trained_this_epoch_counts_from_each_epoch_start(tmp_path):
+    with still_there("batches_trained_this_epoch"):
+        model = Probe(private.batches_trained_this_epoch)
+        fit(model, tmp_path, max_steps=12)
+    assert model.answers == [*range(8), *range(4)]
+
+
+class AtBatchEnd(L.Callback):
+    def __init__(self, ask: Callable[[L.Trainer, int], Any]) -> None:
+        self.ask, self.answers = ask, []
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.answers.append(self.ask(trainer, batch_idx))
+
+
+class ValidationSteps(AtBatchEnd):
+    """Also records after which training batch each validation ran."""
+
+    def __init__(self, ask: Callable[[L.Trainer, int], Any]) -> None:
+        super().__init__(ask)
+        self.validated_after: list[int] = []
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.validated_after.append(len(self.answers) - 1)
+
+
+def test_validation_follows_batch_where_validation_runs(tmp_path):
+    with still_there("validation_follows_batch"):
+        probe = ValidationSteps(lambda trainer, _: private.validation_follows_batch(trainer))
+        fit(Probe(lambda _: None), tmp_path, callbacks=[probe], max_steps=12, val_check_interval=3)
+    said = [i for i, follows in enumerate(probe.answers) if follows]
+    assert said == probe.validated_after
+    assert said == [2, 5, 10]  # every third batch of each 8-batch epoch
+
+
+def test_save_last_writes_last_ckpt_now(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=100)
+
+    def save_at_third(trainer: L.Trainer, batch_idx: int) -> int:
+        if batch_idx == 2:
+            private.save_last(checkpoint, trainer)
+        return private.last_saved_step(checkpoint)
+
+    with still_there("save_last / last_saved_step"):
+        probe = AtBatchEnd(save_at_third)
+        fit(Probe(lambda _: None), tmp_path, callbacks=[checkpoint, probe], max_steps=5)
+    assert probe.answers[:4] == [0, 0, 3, 3]
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] >= 3
