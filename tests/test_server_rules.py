@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -218,3 +220,10 @@ def test_a_failing_job_is_answered_with_its_error_and_the_batcher_goes_on(random
         assert [len(c.text) for c in fine.future.result(timeout=10)] == [50, 50]
     finally:
         batcher.stop()
+
+
+def test_generation_workers_do_not_load_the_web_stack():
+    code = ("import sys, charrnn.server.workers; "
+            "web = sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules); print(web)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

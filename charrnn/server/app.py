@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from charrnn import __version__
-from charrnn.server import api, legacy
+from charrnn.server import api, rnn_writer
 from charrnn.server.capacity import Busy, Capacity
 from charrnn.server.context import ServerContext
 from charrnn.server.loading import ServedModel
@@ -139,7 +139,7 @@ def create_app(model: ServedModel, rule: CompletionRule | None = None, limits: L
                               "a JSON API (`POST /v1/generate`) and a writing page (`/write`).")
     app.state.context = ServerContext(model, rule, limits, capacity)
     _install_error_handlers(app)
-    app.include_router(legacy.router)
+    app.include_router(rnn_writer.router)
     app.include_router(api.router)
     page = files("charrnn.server").joinpath("page.html").read_text(encoding="utf-8")
 
