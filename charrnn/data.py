@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from charrnn.checkpoint import load_vocab
 from charrnn.lightning_private import batches_trained_this_epoch
-from charrnn.preprocess import preprocess, scan, scan_sha256
+from charrnn.preprocess import UnknownReport, preprocess, scan_sha256
 from charrnn.stream_loader import ResumableLoader
-from charrnn.vocab import Vocab, byte_token
+from charrnn.vocab import Vocab
 
 
 class SplitArray:
@@ -203,20 +203,6 @@ class CharDataModule(L.LightningDataModule):
         same_settings = all(made.get(k) == v for k, v in wanted.items())
         return same_settings and made.get("source_sha256") == scan_sha256(self.input_txt)
 
-    def _check_unknown(self) -> None:
-        """Reports characters of the corpus outside ``vocab_from`` with counts; refuses them under ``error``."""
-        assert self.input_txt is not None and self.fixed_vocab is not None
-        unknown = scan(self.input_txt, self.encoding, self.fixed_vocab).unknown
-        if not unknown:
-            return
-        spell = byte_token if self.encoding == "bytes" else (lambda u: repr(chr(u)))
-        shown = ", ".join(f"{spell(u)}×{n}" for u, n in unknown.most_common(20))
-        message = (f"{sum(unknown.values())} characters of --data.input_txt {self.input_txt} are not in the "
-                   f"vocabulary of --data.vocab_from {self.vocab_from}: {shown}")
-        if self.unknown == "error":
-            raise ValueError(message + "; pass --data.unknown drop to leave them out")
-        rank_zero_warn(message + " (left out: --data.unknown drop)")
-
     def prepare(self) -> None:
         """Downloads and preprocesses as needed; safe to call again (and from several processes)."""
         if self.input_txt is None or self._prepared:
@@ -227,10 +213,11 @@ class CharDataModule(L.LightningDataModule):
             self._download()
         if not self._is_current():
             rank_zero_info(f"Preprocessing {self.input_txt} -> {self.h5_path}, {self.json_path}")
-            if self.fixed_vocab is not None:
-                self._check_unknown()
+            report = UnknownReport(f"--data.input_txt {self.input_txt}",
+                                   f"the vocabulary of --data.vocab_from {self.vocab_from}", "--data.unknown",
+                                   "(left out: --data.unknown drop)", rank_zero_warn)
             preprocess(self.input_txt, self.h5_path, self.json_path, self.val_frac, self.test_frac,
-                       self.encoding, vocab=self.fixed_vocab, unknown="drop", quiet=True)
+                       self.encoding, vocab=self.fixed_vocab, unknown=self.unknown, quiet=True, unknown_report=report)
         self._prepared = True
 
     @cached_property

@@ -58,6 +58,30 @@ class PreprocessError(ValueError):
     """A bad input or output named by its flag; the message says what to do."""
 
 
+@dataclass(frozen=True)
+class UnknownReport:
+    """How characters outside a given vocabulary are reported, in the words of the command that asked.
+
+    Args:
+        source: names the text file (``--input_txt data/x.txt``).
+        vocab: names the vocabulary (``--vocab v.json``).
+        flag: the flag that chooses drop or error (``--unknown``).
+        dropped: ends the report when they are left out.
+        report: where the report of dropped characters goes (default: printed unless quiet).
+    """
+
+    source: str
+    vocab: str
+    flag: str = "--unknown"
+    dropped: str = "(left out)"
+    report: Callable[[str], None] | None = None
+
+    def message(self, unknown: Counter[int], encoding: str) -> str:
+        spell = byte_token if encoding == "bytes" else (lambda u: repr(chr(u)))
+        shown = ", ".join(f"{spell(u)}×{n}" for u, n in unknown.most_common(20))
+        return f"{sum(unknown.values())} characters of {self.source} are not in {self.vocab}: {shown}"
+
+
 @dataclass
 class Scan:
     """What pass 1 learns about a file."""
@@ -243,6 +267,7 @@ def preprocess(
     unknown: str = "drop",
     quiet: bool = False,
     workers: int | None = None,
+    unknown_report: UnknownReport | None = None,
 ) -> Vocab:
     """Writes torch-rnn's .h5/.json for ``input_txt`` and returns the vocabulary.
 
@@ -260,6 +285,8 @@ def preprocess(
         workers: processes that read parts of the file side by side (default: one per available
             core, up to 8); a file gets at most one per ``MIN_PART_BYTES``. The output does not
             depend on it.
+        unknown_report: how to name things when reporting unknown characters (default: this
+            command's flags).
     """
     say = (lambda *a: None) if quiet else print
     input_txt, output_h5, output_json = Path(input_txt), Path(output_h5), Path(output_json)
@@ -275,14 +302,15 @@ def preprocess(
     if workers is not None and workers < 1:
         raise PreprocessError(f"--workers {workers}: give at least 1")
     check_paths(input_txt, output_h5, output_json)
+    unknown_report = unknown_report or UnknownReport(f"--input_txt {input_txt}", "--vocab", report=say)
     if vocab is not None and vocab.byte_level and encoding != "bytes":
         raise PreprocessError("--vocab is a byte vocabulary (tokens like [195]); pass --encoding bytes")
 
     parts = split_file(input_txt, encoding, part_count(input_txt.stat().st_size, encoding, workers))
     with _pool(len(parts)) as pool:  # terminated on leaving, also on an error
         sha256 = pool.apply_async(scan_sha256, (input_txt,))  # first, so that it overlaps the passes
-        return _encode(input_txt, output_h5, output_json, val_frac, test_frac, encoding, vocab, unknown, say,
-                       pool, parts, sha256)
+        return _encode(input_txt, output_h5, output_json, val_frac, test_frac, encoding, vocab, unknown,
+                       unknown_report, say, pool, parts, sha256)
 
 
 def _pool(parts: int) -> Pool:
@@ -298,19 +326,18 @@ def _in_order(pool: Pool, task: Callable[..., T], jobs: list[tuple]) -> list[T]:
 
 
 def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float, test_frac: float, encoding: str,
-            vocab: Vocab | None, unknown: str, say: Callable[..., None], pool: Pool, parts: list[tuple[int, int]],
-            sha256: AsyncResult[str]) -> Vocab:
+            vocab: Vocab | None, unknown: str, unknown_report: UnknownReport, say: Callable[..., None], pool: Pool,
+            parts: list[tuple[int, int]], sha256: AsyncResult[str]) -> Vocab:
     scans = _in_order(pool, scan, [(input_txt, encoding, vocab, start, stop) for start, stop in parts])
     found = merge_scans(scans)
     if vocab is None:
         spell = byte_token if encoding == "bytes" else chr
         vocab = Vocab([spell(u) for u in found.units])
     if found.unknown:
-        shown = ", ".join(f"{_show(u, encoding)}×{n}" for u, n in found.unknown.most_common(20))
-        message = f"{sum(found.unknown.values())} characters of --input_txt {input_txt} are not in --vocab: {shown}"
+        message = unknown_report.message(found.unknown, encoding)
         if unknown == "error":
-            raise PreprocessError(message + "; pass --unknown drop to leave them out")
-        say(message + " (left out)")
+            raise PreprocessError(f"{message}; pass {unknown_report.flag} drop to leave them out")
+        (unknown_report.report or say)(f"{message} {unknown_report.dropped}")
     if found.total < 2:
         raise PreprocessError(f"--input_txt {input_txt} has {found.total} usable characters; at least 2 are needed")
 
@@ -349,10 +376,6 @@ def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float
         for tmp in (tmp_h5, tmp_json):
             tmp.unlink(missing_ok=True)
     return vocab
-
-
-def _show(unit: int, encoding: str) -> str:
-    return byte_token(unit) if encoding == "bytes" else repr(chr(unit))
 
 
 @dataclass(frozen=True)
