@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from charrnn.net import State, zero_some_rows
+from charrnn.net import State, map_state, state_tensors, zero_some_rows
 
 WARMUP = 3  # eager steps on a side stream before capture: lazy state (Adam's moments, cuDNN) is created
 
@@ -31,10 +31,6 @@ class Clip:
 
     value: float
     algorithm: Literal["norm", "value"] = "norm"
-
-
-def _tensors(state: State) -> tuple[Tensor, ...]:
-    return state if isinstance(state, tuple) else (state,)
 
 
 def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -81,7 +77,7 @@ class GraphStep:
                  state: State, clip: Clip | None, reset_prob: float) -> None:
         self.net, self.optimizer, self.clip, self.reset_prob = net, optimizer, clip, reset_prob
         self.x, self.y = (t.clone() for t in batch)
-        self.state: State = tuple(s.clone() for s in state) if isinstance(state, tuple) else state.clone()
+        self.state: State = map_state(Tensor.clone, state)
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         device = self.x.device
         self.loss = torch.zeros((), device=device)
@@ -101,10 +97,10 @@ class GraphStep:
         self.x.copy_(x, non_blocking=True)
         self.y.copy_(y, non_blocking=True)
         if state is None:
-            for s in _tensors(self.state):
+            for s in state_tensors(self.state):
                 s.zero_()
         elif state is not self.state:
-            for s, v in zip(_tensors(self.state), _tensors(state), strict=True):
+            for s, v in zip(state_tensors(self.state), state_tensors(state), strict=True):
                 s.copy_(v)
         if self.graph is not None:
             self.graph.replay()
@@ -130,7 +126,7 @@ class GraphStep:
         self.optimizer.step()
         self.loss.copy_(loss.detach())
         self.grad_norm.copy_(norm)
-        for s, n in zip(_tensors(self.state), _tensors(new), strict=True):
+        for s, n in zip(state_tensors(self.state), state_tensors(new), strict=True):
             s.copy_(n.detach())
 
     def _capture(self) -> None:
@@ -153,7 +149,7 @@ class GraphStep:
             "params": [p.detach().clone() for p in self.params],
             "optimizer": {id(p): {k: v.clone() if isinstance(v, Tensor) else v for k, v in s.items()}
                           for p, s in self.optimizer.state.items()},
-            "state": [s.clone() for s in _tensors(self.state)],
+            "state": [s.clone() for s in state_tensors(self.state)],
             "rng": torch.cuda.get_rng_state(self.x.device) if self.x.is_cuda else torch.get_rng_state(),
         }
 
@@ -168,7 +164,7 @@ class GraphStep:
                     v.copy_(before[k])
                 elif isinstance(v, Tensor):  # created by the warm-up: a fresh Adam state is all zeros
                     v.zero_()
-        for s, v in zip(_tensors(self.state), saved["state"], strict=True):
+        for s, v in zip(state_tensors(self.state), saved["state"], strict=True):
             s.copy_(v)
         if self.x.is_cuda:
             torch.cuda.set_rng_state(saved["rng"], self.x.device)

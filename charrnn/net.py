@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -93,11 +94,9 @@ class CharRNNNet(nn.Module):
 
     def _layer_by_layer(self, h: Tensor, state: State | None) -> tuple[Tensor, State]:
         """The LayerNorm variant; its state has the same (layers, B, H) layout as the fused one."""
-        lstm = isinstance(self.rnns[0], nn.LSTM)
         per_layer: list = [None] * len(self.rnns)
         if state is not None:
-            per_layer = list(zip(*(s.unbind(0) for s in state))) if lstm else list(state.unbind(0))
-            per_layer = [tuple(s[None] for s in st) if lstm else st[None] for st in per_layer]
+            per_layer = [map_state(lambda s, i=i: s[i:i + 1], state) for i in range(len(self.rnns))]
         new = []
         for i, (rnn, norm) in enumerate(zip(self.rnns, self.norms)):
             if i:
@@ -105,18 +104,32 @@ class CharRNNNet(nn.Module):
             h, st = self._run(rnn, h, per_layer[i])
             h = norm(h)
             new.append(st)
-        if lstm:
-            return h, (torch.cat([s[0] for s in new]), torch.cat([s[1] for s in new]))
-        return h, torch.cat(new)
+        return h, map_state(lambda *layers: torch.cat(layers), *new)
+
+
+# The two layouts of State are known here alone; everything else goes through these functions.
+def state_tensors(state: State) -> tuple[Tensor, ...]:
+    """The state's tensors: (h, c) for an LSTM, (h,) otherwise."""
+    return state if isinstance(state, tuple) else (state,)
+
+
+def state_from_tensors(tensors: list[Tensor] | tuple[Tensor, ...]) -> State:
+    """The inverse of :func:`state_tensors`."""
+    return tuple(tensors) if len(tensors) == 2 else tensors[0]
+
+
+def map_state(fn: Callable[..., Tensor], *states: State) -> State:
+    """``fn`` applied to the corresponding tensors of ``states`` (h with h, c with c), in their layout."""
+    return state_from_tensors([fn(*parts) for parts in zip(*map(state_tensors, states), strict=True)])
 
 
 def detach_state(state: State) -> State:
     """Cuts the graph at the batch boundary: the state is carried, its history is not backpropagated."""
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    return map_state(Tensor.detach, state)
 
 
 def zero_some_rows(state: State, prob: float) -> State:
     """Zeroes the state of each stream (dim 1 of (layers, B, H)) with probability ``prob``."""
-    first = state[0] if isinstance(state, tuple) else state
+    first = state_tensors(state)[0]
     keep = (torch.rand(first.size(1), 1, device=first.device) >= prob).to(first.dtype)  # (B, 1)
-    return tuple(s * keep for s in state) if isinstance(state, tuple) else state * keep
+    return map_state(lambda s: s * keep, state)

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from charrnn.lightning_private import validation_follows_batch
-from charrnn.net import State
+from charrnn.net import State, state_from_tensors, state_tensors
 from charrnn.rng import get_rng_states, set_rng_states
 
 KEY = "charrnn_resume"
@@ -38,8 +38,8 @@ def capture(trainer: L.Trainer | None, hidden: State | None) -> dict[str, Any]:
         hidden = None
     return {
         "world_size": trainer.world_size if trainer is not None else 1,
-        "hidden": None if hidden is None else [s.cpu() for s in (hidden if isinstance(hidden, tuple) else (hidden,))],
-        "hidden_is_pair": isinstance(hidden, tuple),  # LSTM's (h, c)
+        "hidden": None if hidden is None else [s.cpu() for s in state_tensors(hidden)],
+        "hidden_is_pair": hidden is not None and len(state_tensors(hidden)) == 2,  # LSTM's (h, c)
         "rng": get_rng_states(),
     }
 
@@ -60,5 +60,4 @@ def restore(saved: dict[str, Any], trainer: L.Trainer, device: torch.device) -> 
     hidden = saved["hidden"]
     if hidden is None:
         return None
-    hidden = [s.to(device) for s in hidden]
-    return tuple(hidden) if saved["hidden_is_pair"] else hidden[0]
+    return state_from_tensors([s.to(device) for s in hidden])

@@ -218,3 +218,16 @@ def test_weight_drop_masks_recurrent_weights_only_while_training(model_type, lay
 def test_weight_drop_must_be_a_fraction():
     with pytest.raises(ValueError, match="weight_drop 1.0"):
         CharRNNNet(8, weight_drop=1.0)
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "gru"])
+def test_map_state_keeps_the_layout(model_type):
+    from charrnn.net import map_state, state_from_tensors, state_tensors
+
+    state = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=6, num_layers=2).zero_state(3)
+    roundtrip = state_from_tensors(state_tensors(state))
+    assert type(roundtrip) is type(state) and len(state_tensors(roundtrip)) == (2 if model_type == "lstm" else 1)
+    doubled = map_state(lambda a, b: torch.cat([a + 1, b], 1), state, state)
+    assert type(doubled) is type(state)
+    assert [t.shape for t in state_tensors(doubled)] == [(2, 6, 6)] * len(state_tensors(state))
+    assert all(bool((t[:, :3] == 1).all()) for t in state_tensors(doubled))

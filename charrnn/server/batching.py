@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from charrnn.net import State
+from charrnn.net import State, map_state
 from charrnn.sampling import pick, prime_state
 from charrnn.server.loading import ServedModel
 from charrnn.stepper import Stepper
@@ -68,15 +68,15 @@ class Job(ABC):
 
 
 def _cat(a: State, b: State) -> State:
-    return tuple(torch.cat(p, 1) for p in zip(a, b, strict=True)) if isinstance(a, tuple) else torch.cat([a, b], 1)
+    return map_state(lambda x, y: torch.cat([x, y], 1), a, b)
 
 
 def _take(state: State, rows: Tensor) -> State:
-    return tuple(s.index_select(1, rows) for s in state) if isinstance(state, tuple) else state.index_select(1, rows)
+    return map_state(lambda s: s.index_select(1, rows), state)
 
 
 def _expand(state: State, k: int) -> State:
-    return tuple(s.expand(-1, k, -1) for s in state) if isinstance(state, tuple) else state.expand(-1, k, -1)
+    return map_state(lambda s: s.expand(-1, k, -1), state)
 
 
 class Batcher:
