@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import shutil
 import urllib.request
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from charrnn.atomic import atomic_write
 from charrnn.checkpoint import load_vocab
 from charrnn.lightning_private import batches_trained_this_epoch
 from charrnn.preprocess import UnknownReport, preprocess, scan_sha256
@@ -174,20 +175,14 @@ class CharDataModule(L.LightningDataModule):
                 "or set --data.url to download it"
             )
         rank_zero_info(f"Downloading {self.url} to {self.input_txt}")
-        self.input_txt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.input_txt.with_name(f".{self.input_txt.name}.download-{os.getpid()}")
         try:
-            with urllib.request.urlopen(self.url, timeout=60) as r, open(tmp, "wb") as f:
-                while block := r.read(1 << 20):
-                    f.write(block)
-            os.replace(tmp, self.input_txt)
+            with urllib.request.urlopen(self.url, timeout=60) as r:
+                atomic_write(self.input_txt, lambda f: shutil.copyfileobj(r, f, 1 << 20))
         except OSError as e:
             raise FileNotFoundError(
                 f"--data.input_txt {self.input_txt} does not exist and downloading it from {self.url} failed ({e}); "
                 f"download it yourself and put it at {self.input_txt}"
             ) from None
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def _is_current(self) -> bool:
         """Whether the .h5/.json were made from the present ``input_txt`` with the present settings."""

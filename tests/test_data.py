@@ -94,6 +94,25 @@ def test_failed_download_says_where_to_put_it(tmp_path):
     assert not list(tmp_path.iterdir())  # no partial download left behind
 
 
+def test_a_missing_corpus_is_downloaded_whole(tmp_path, tiny_corpus):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tiny_corpus.parent))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = tmp_path / "fresh" / "corpus.txt"
+    try:
+        dm = CharDataModule(str(target), url=f"http://127.0.0.1:{server.server_port}/{tiny_corpus.name}")
+        assert len(dm.vocab) > 10
+    finally:
+        server.shutdown()
+    assert target.read_bytes() == tiny_corpus.read_bytes()
+    assert not list(target.parent.glob(".*"))  # no temporary file left beside it
+
+
 def test_preprocessed_files_alone_are_enough(tiny_corpus):
     CharDataModule(str(tiny_corpus)).prepare()
     tiny_corpus.unlink()
