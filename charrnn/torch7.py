@@ -1,0 +1,342 @@
+"""torch-rnn checkpoints (``.t7``): Torch7's binary serialization of ``nn.LanguageModel``, read as data.
+
+torch-rnn's ``train.lua`` saves ``{model = nn.LanguageModel, opt = ..., i = ..., val_loss_history = ...}``.
+The model's ``net`` is ``LookupTable -> (LSTM | VanillaRNN [-> View -> BatchNormalization -> View]
+[-> Dropout]) x L -> View -> Linear -> View``. :func:`read` maps it onto :class:`charrnn.net.CharRNNNet`:
+
+- torch-rnn's LSTM keeps one ``weight`` of (D+H, 4H), input rows then hidden rows, and one ``bias``
+  of 4H, gates in the order input, forget, output, candidate; PyTorch's LSTM wants (4H, D) and (4H, H)
+  in the order input, forget, candidate, output. VanillaRNN is ``tanh(x Wx + h Wh + b)``, as ``nn.RNN``.
+- ``-batchnorm 1`` puts a BatchNormalization after each recurrent layer. In evaluation it is a fixed
+  affine map of that layer's output, which is folded into what reads the output next (the next
+  layer's input weights, or the output layer): the network computes the same function without it.
+
+The file is parsed by ``torchfile`` (pure Python): nothing in it is executed. A serialized Lua function
+becomes inert bytes and is ignored; where a weight is expected it is refused. Two things of
+``torchfile`` are made strict here: a tensor or storage that reaches past the end of the file (a
+truncated file) is an error instead of a read of unrelated memory, and ``long`` is always 8 bytes, as
+Torch7 writes it on 64-bit Linux and macOS, whatever the platform reading it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchfile
+from torch import Tensor
+
+from charrnn.vocab import Vocab
+
+SUFFIX = ".t7"
+_MAGIC = (struct.pack("<i", torchfile.TYPE_TABLE), struct.pack("<i", torchfile.TYPE_TORCH))
+_MAX_DIMS = 16
+
+
+class Torch7Error(ValueError):
+    """A .t7 file that is not a usable torch-rnn checkpoint (the caller adds the file name)."""
+
+
+# ---- torchfile, made strict ---------------------------------------------------------------------
+class _Reader(torchfile.T7Reader):
+    """torchfile's reader with 8-byte longs on every platform (its own option for that calls
+    Python 2's ``xrange``)."""
+
+    def __init__(self, f: Any) -> None:
+        super().__init__(f, use_list_heuristic=True, use_int_heuristic=True, force_8bytes_long=True)
+
+    def read_long_array(self, n: int) -> list[int]:
+        if not 0 <= n <= _MAX_DIMS:
+            raise Torch7Error(f"a tensor with {n} dimensions")
+        return list(self._read(f"<{n}q"))
+
+
+def _remaining(reader: Any) -> int:
+    f = reader.f
+    here = f.tell()
+    end = f.seek(0, os.SEEK_END)
+    f.seek(here)
+    return end - here
+
+
+def _storage_reader(dtype: np.dtype) -> Any:
+    def read(reader: Any, version: Any) -> np.ndarray:
+        size = reader.read_long()
+        if not 0 <= size * dtype.itemsize <= _remaining(reader):
+            raise Torch7Error(f"a storage of {size} elements runs past the end of the file (truncated?)")
+        return np.frombuffer(reader.f.read(size * dtype.itemsize), dtype=dtype).copy()
+    return read
+
+
+def _tensor_reader(dtype: np.dtype) -> Any:
+    def read(reader: Any, version: Any) -> np.ndarray:
+        ndim = reader.read_int()
+        size, stride = reader.read_long_array(ndim), reader.read_long_array(ndim)
+        offset = reader.read_long() - 1
+        storage = reader.read_obj()
+        if storage is None or ndim == 0 or 0 in size:
+            return np.empty((0,), dtype=dtype)
+        if not isinstance(storage, np.ndarray) or storage.dtype != dtype:
+            raise Torch7Error("a tensor whose storage is not a storage of its type")
+        if min(size) < 0 or min(stride) < 0 or offset < 0 or \
+                offset + sum((n - 1) * s for n, s in zip(size, stride)) >= len(storage):
+            raise Torch7Error(f"a tensor of size {tuple(size)} reaches outside its storage (damaged file?)")
+        view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
+                                               strides=[s * dtype.itemsize for s in stride])
+        return view.copy()
+    return read
+
+
+for _name, _dtype in [("Byte", np.uint8), ("Char", np.int8), ("Short", np.int16), ("Int", np.int32),
+                      ("Long", np.int64), ("Float", np.float32), ("Double", np.float64)]:
+    for _prefix in ("torch.", "torch.Cuda"):
+        _kind = "" if (_prefix, _name) == ("torch.Cuda", "Float") else _name  # torch.CudaTensor is float
+        torchfile.type_handlers[f"{_prefix}{_kind}Storage".encode()] = _storage_reader(np.dtype(_dtype))
+        torchfile.type_handlers[f"{_prefix}{_kind}Tensor".encode()] = _tensor_reader(np.dtype(_dtype))
+
+
+def is_torch7(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is meant as a Torch7 file: a ``.t7`` name, or Torch7's first bytes."""
+    path = Path(path)
+    if path.suffix.lower() == SUFFIX:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in _MAGIC
+    except OSError:
+        return False
+
+
+def parse(path: str | os.PathLike) -> Any:
+    """The object serialized in Torch7 file ``path``, as torchfile's Python values (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise Torch7Error("does not exist")
+    if path.stat().st_size == 0:
+        raise Torch7Error("is empty (0 bytes); it was not written completely")
+    with open(path, "rb") as f:
+        if f.read(2) in (b"3\n", b"4\n"):
+            raise Torch7Error("is in Torch7's ascii format; only the binary format is read "
+                              "(re-save it in Lua with torch.save(path, obj))")
+        f.seek(0)
+        try:
+            obj = _Reader(f).read_obj()
+        except Torch7Error as e:
+            raise Torch7Error(f"is damaged: {e}") from None
+        except torchfile.T7ReaderException:
+            raise Torch7Error("is not a Torch7 file (its first bytes are no Torch7 object)") from None
+        except (struct.error, EOFError, ValueError, OverflowError, MemoryError, RecursionError,
+                NotImplementedError, TypeError, IndexError, KeyError) as e:
+            raise Torch7Error(f"is damaged (truncated?) or not a Torch7 file: {type(e).__name__}: {e}") from None
+    return obj
+
+
+# ---- nn.LanguageModel -> CharRNNNet --------------------------------------------------------------
+def _typename(obj: Any) -> str:
+    return obj.torch_typename().decode("utf-8", "replace") if isinstance(obj, torchfile.TorchObject) else ""
+
+
+def _field(module: Any, name: str, ndim: int | None = None) -> Any:
+    value = module._obj.get(name.encode()) if isinstance(module._obj, dict) else None
+    if ndim is not None:
+        if isinstance(value, torchfile.LuaFunction):
+            raise Torch7Error(f"{_typename(module)}.{name} is a serialized Lua function, not a tensor (refused)")
+        if not isinstance(value, np.ndarray) or value.ndim != ndim or value.dtype.kind != "f":
+            raise Torch7Error(f"{_typename(module)}.{name} is not a {ndim}-D float tensor")
+        return torch.from_numpy(value.astype(np.float64))
+    return value
+
+
+def _what(obj: Any) -> str:
+    """A short description of a Torch7 value that is not what was expected."""
+    if isinstance(obj, torchfile.TorchObject):
+        return f"a Torch7 {_typename(obj)}"
+    if isinstance(obj, dict):
+        keys = sorted(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k) for k in obj)
+        return f"a Lua table with keys {', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''}"
+    return f"a Lua {type(obj).__name__}"
+
+
+def _language_model(obj: Any) -> Any:
+    """The nn.LanguageModel of a torch-rnn checkpoint table (or of a bare saved model)."""
+    if isinstance(obj, dict) and b"protos" in obj:
+        rnn = obj[b"protos"].get(b"rnn") if isinstance(obj[b"protos"], dict) else None
+        raise Torch7Error(f"is a karpathy/char-rnn checkpoint (protos.rnn is {_what(rnn)}, an nngraph network); "
+                          "char-rnn models are not supported, only torch-rnn's nn.LanguageModel")
+    model = obj.get(b"model") if isinstance(obj, dict) else obj
+    if _typename(model) != "nn.LanguageModel":
+        found = _what(model) if isinstance(obj, dict) and b"model" in obj else _what(obj)
+        raise Torch7Error(f"holds {found}, not a torch-rnn checkpoint (a table whose model is an nn.LanguageModel)")
+    return model
+
+
+_LSTM_ORDER = (0, 1, 3, 2)  # torch-rnn's gate blocks i, f, o, g -> PyTorch's i, f, g, o
+
+
+def _recurrent(module: Any, layer: int, input_dim: int) -> tuple[str, int, dict[str, Tensor]]:
+    kind = {"nn.LSTM": "lstm", "nn.VanillaRNN": "rnn"}[_typename(module)]
+    weight, bias = _field(module, "weight", 2), _field(module, "bias", 1)
+    gates = 4 if kind == "lstm" else 1
+    hidden = weight.size(1) // gates
+    if weight.shape != (input_dim + hidden, gates * hidden) or bias.shape != (gates * hidden,):
+        raise Torch7Error(f"layer {layer + 1} ({_typename(module)}) has weight {tuple(weight.shape)} and bias "
+                          f"{tuple(bias.shape)}; expected ({input_dim}+H, {gates}H) and ({gates}H)")
+    w_ih, w_hh = weight[:input_dim].T, weight[input_dim:].T  # (gH, D), (gH, H)
+    if kind == "lstm":
+        order = torch.cat([torch.arange(b * hidden, (b + 1) * hidden) for b in _LSTM_ORDER])
+        w_ih, w_hh, bias = w_ih[order], w_hh[order], bias[order]
+    return kind, hidden, {f"weight_ih_l{layer}": w_ih, f"weight_hh_l{layer}": w_hh,
+                          f"bias_ih_l{layer}": bias, f"bias_hh_l{layer}": torch.zeros_like(bias)}
+
+
+def _batchnorm(module: Any, size: int) -> tuple[Tensor, Tensor]:
+    """(scale, shift) of a BatchNormalization in evaluation mode: y = x * scale + shift."""
+    mean = _field(module, "running_mean", 1)
+    eps = float(_field(module, "eps") or 1e-5)
+    if isinstance(_field(module, "running_var"), np.ndarray):
+        inv_std = 1 / torch.sqrt(_field(module, "running_var", 1) + eps)
+    else:  # before 2016 Torch7 kept the inverse standard deviation itself
+        inv_std = _field(module, "running_std", 1)
+    weight = _field(module, "weight", 1) if isinstance(_field(module, "weight"), np.ndarray) else torch.ones(size)
+    bias = _field(module, "bias", 1) if isinstance(_field(module, "bias"), np.ndarray) else torch.zeros(size)
+    if not mean.shape == inv_std.shape == weight.shape == bias.shape == (size,):
+        raise Torch7Error(f"a BatchNormalization does not have {size} features")
+    scale = weight * inv_std
+    return scale, bias - mean * scale
+
+
+def _fold(weight: Tensor, bias: Tensor, affine: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+    """``W (x * scale + shift) + b`` as ``W' x + b'``."""
+    if affine is None:
+        return weight, bias
+    scale, shift = affine
+    return weight * scale, bias + weight @ shift
+
+
+def _map(model: Any) -> tuple[dict[str, Any], list[str], dict[str, Tensor]]:
+    net = _field(model, "net")
+    modules = _field(net, "modules") if _typename(net) == "nn.Sequential" else None
+    if not isinstance(modules, list) or not modules:
+        raise Torch7Error(f"its nn.LanguageModel's net is {_what(net)}, not an nn.Sequential of modules")
+    names = [_typename(m) or _what(m) for m in modules]
+    layout = " -> ".join(names)
+    if names[0] != "nn.LookupTable" or names[-3:] != ["nn.View", "nn.Linear", "nn.View"]:
+        raise Torch7Error(f"its network is {layout}; torch-rnn's is LookupTable -> LSTM/VanillaRNN ... -> "
+                          "View -> Linear -> View")
+    embed = _field(modules[0], "weight", 2)
+    weights: dict[str, Tensor] = {"embed.weight": embed}
+    kinds, sizes, dropouts = set(), set(), set()
+    pending: tuple[Tensor, Tensor] | None = None  # the batchnorm of the previous layer, to fold forward
+    width, i, layer = embed.size(1), 1, 0
+    while i < len(modules) - 3:
+        name = names[i]
+        if name not in ("nn.LSTM", "nn.VanillaRNN"):
+            raise Torch7Error(f"its network is {layout}: {name} at position {i + 1} is not a torch-rnn layer "
+                              "(LSTM, VanillaRNN, BatchNormalization, Dropout)")
+        kind, hidden, params = _recurrent(modules[i], layer, width)
+        params[f"weight_ih_l{layer}"], params[f"bias_ih_l{layer}"] = _fold(
+            params[f"weight_ih_l{layer}"], params[f"bias_ih_l{layer}"], pending)
+        weights.update({f"rnn.{k}": v for k, v in params.items()})
+        kinds.add(kind)
+        sizes.add(hidden)
+        pending, width, layer, i = None, hidden, layer + 1, i + 1
+        if names[i:i + 3] == ["nn.View", "nn.BatchNormalization", "nn.View"] and i + 3 <= len(modules) - 3:
+            pending = _batchnorm(modules[i + 1], hidden)
+            i += 3
+        if names[i] == "nn.Dropout":
+            dropouts.add(float(_field(modules[i], "p") or 0.0))
+            i += 1
+    if layer == 0:
+        raise Torch7Error(f"its network is {layout}: no recurrent layer")
+    if len(kinds) > 1 or len(sizes) > 1 or len(dropouts) > 1:
+        raise Torch7Error(f"its layers differ in type, size or dropout ({layout}); charrnn's network has one of each")
+    head_w, head_b = _fold(_field(modules[-2], "weight", 2), _field(modules[-2], "bias", 1), pending)
+    weights.update({"head.weight": head_w, "head.bias": head_b})
+    vocab = _tokens(model, embed.size(0))
+    if head_w.shape != (len(vocab), width):
+        raise Torch7Error(f"its output layer is {tuple(head_w.shape)}, expected ({len(vocab)}, {width})")
+    architecture = {"model_type": kinds.pop(), "wordvec_size": embed.size(1), "rnn_size": sizes.pop(),
+                    "num_layers": layer, "dropout": dropouts.pop() if dropouts else 0.0,
+                    "layer_norm": False, "tie_weights": False}
+    return architecture, vocab, {k: v.float().contiguous() for k, v in weights.items()}
+
+
+def _tokens(model: Any, size: int) -> list[str]:
+    """The model's ``idx_to_token`` (1-based in Lua), as text."""
+    table = _field(model, "idx_to_token")
+    if isinstance(table, dict):  # not 1..V without gaps: torchfile leaves it a table
+        table = [table.get(i) for i in range(1, len(table) + 1)]
+    if not isinstance(table, list) or len(table) != size or not all(isinstance(t, bytes) for t in table):
+        raise Torch7Error(f"its idx_to_token is not {size} strings indexed 1..{size} (the embedding's rows)")
+    try:
+        return [t.decode("utf-8") for t in table]
+    except UnicodeDecodeError as e:
+        raise Torch7Error(f"its idx_to_token holds a token that is not UTF-8: {e}") from None
+
+
+@dataclass(frozen=True)
+class TorchRNNModel:
+    """A torch-rnn checkpoint mapped onto CharRNNNet: its arguments, vocabulary and state_dict."""
+
+    architecture: dict[str, Any]
+    vocab: Vocab
+    weights: dict[str, Tensor]
+    origin: dict[str, Any]
+
+    def describe(self) -> str:
+        a, o = self.architecture, self.origin
+        text = f"torch-rnn {a['model_type']} {a['num_layers']}x{a['rnn_size']}, {len(self.vocab)} tokens"
+        if "iterations" in o:
+            text += f", {o['iterations']:,} iterations"
+        if "val_loss" in o:
+            text += f", last validation loss {o['val_loss']:.4f}"
+        if "json" in o:
+            text += f" (from {o['json']})"
+        return text
+
+
+def _origin(path: Path, checkpoint: Any) -> dict[str, Any]:
+    """Iterations and last validation loss, from the companion .json when it is there (else the .t7)."""
+    record: dict[str, Any] = {"format": "torch-rnn"}
+    source: Any = checkpoint if isinstance(checkpoint, dict) else {}
+    companion = path.with_suffix(".json")
+    try:
+        data = json.loads(companion.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            source, record["json"] = {k.encode(): v for k, v in data.items()}, companion.name
+    except (OSError, ValueError):
+        pass
+    if isinstance(source.get(b"i"), (int, float)):
+        record["iterations"] = int(source[b"i"])
+    losses, its = source.get(b"val_loss_history"), source.get(b"val_loss_history_it")
+    if isinstance(losses, list) and losses and isinstance(losses[-1], (int, float)) and math.isfinite(losses[-1]):
+        record["val_loss"] = round(float(losses[-1]), 6)
+        if isinstance(its, list) and len(its) == len(losses):
+            record["val_loss_iteration"] = its[-1]
+    return record
+
+
+def read(path: str | os.PathLike) -> TorchRNNModel:
+    """The torch-rnn model in ``path``. Raises Torch7Error (without the file name) when it is unusable."""
+    path = Path(path)
+    stat = path.stat() if path.is_file() else None
+    return _read(path.resolve(), stat and (stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=2)  # one command asks for the architecture, the vocabulary and the weights
+def _read(path: Path, version: Any) -> TorchRNNModel:
+    checkpoint = parse(path)
+    architecture, tokens, weights = _map(_language_model(checkpoint))
+    try:
+        vocab = Vocab(tokens)
+    except ValueError as e:
+        raise Torch7Error(f"its vocabulary is not usable: {e}") from None
+    return TorchRNNModel(architecture, vocab, weights, _origin(path, checkpoint))
