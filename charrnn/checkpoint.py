@@ -163,7 +163,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         return net.to(device).eval(), vocab
     if torch7.is_torch7(path):
         t7 = load_torch7(path)
-        return _build(Path(path), t7.vocab, t7.architecture, t7.weights).to(device).eval(), t7.vocab
+        net = _build(Path(path), t7.vocab, t7.architecture, t7.weights)
+        torch7.forget()  # the network holds the weights now: no second copy stays in memory
+        return net.to(device).eval(), t7.vocab
     ckpt = read_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     vocab = Vocab(hp["vocab"])

@@ -331,7 +331,12 @@ def read(path: str | os.PathLike) -> TorchRNNModel:
     return _read(path.resolve(), stat and (stat.st_mtime_ns, stat.st_size))
 
 
-@functools.lru_cache(maxsize=2)  # one command asks for the architecture, the vocabulary and the weights
+def forget() -> None:
+    """Drops the model :func:`read` keeps for the next question about the same file."""
+    _read.cache_clear()
+
+
+@functools.lru_cache(maxsize=1)  # one command asks for the architecture, the vocabulary and the weights
 def _read(path: Path, version: Any) -> TorchRNNModel:
     checkpoint = parse(path)
     architecture, tokens, weights = _map(_language_model(checkpoint))

@@ -19,7 +19,15 @@ from charrnn import sample as sample_cli
 from charrnn.checkpoint import CheckpointError, load_model, model_spec, origin, read_checkpoint
 from charrnn.export import export
 from tests.conftest import ROOT, run_ok
-from tests.torch7_support import LuaFunction, Torch, TorchRNNReference, checkpoint, language_model, write_t7
+from tests.torch7_support import (
+    LuaFunction,
+    Strided,
+    Torch,
+    TorchRNNReference,
+    checkpoint,
+    language_model,
+    write_t7,
+)
 
 PRIME = "ROMEO:\n"
 
@@ -45,7 +53,9 @@ def test_greedy_text_equals_torch_rnns_forward_pass(torch_rnn_t7: Path, capsys: 
     length = 300
     assert sample_cli.main(["--ckpt", str(torch_rnn_t7), "--sample", "0", "--start_text", PRIME,
                             "--length", str(length), "--no-include_start"]) == 0
-    ours = capsys.readouterr().out[:-1]  # sample.py ends with a newline
+    printed = capsys.readouterr()
+    ours = printed.out[:-1]  # sample.py ends with a newline
+    assert "torch-rnn lstm 2x128, 65 tokens, 9,000 iterations, last validation loss 1.5283" in printed.err
     model = torchfile.load(str(torch_rnn_t7))[b"model"]
     tokens = [t.decode() for t in model[b"idx_to_token"]]
     reference = TorchRNNReference(model)
@@ -111,6 +121,8 @@ def test_crafted_models_compute_torch_rnns_function(tmp_path: Path, kind: str, b
     reference = TorchRNNReference(torchfile.load(str(path))[b"model"])
     np.testing.assert_allclose(logits(net, tokens), reference.forward(tokens), rtol=1e-5, atol=1e-5)
     assert origin(path)["iterations"] == 100 and origin(path)["val_loss"] == 2.25  # no .json: the .t7's own
+    renamed = path.rename(tmp_path / "model.bin")  # recognised by its first bytes too
+    np.testing.assert_array_equal(logits(load_model(renamed)[0], tokens), logits(net, tokens))
 
 
 def test_lua_functions_are_never_run(tmp_path: Path) -> None:
@@ -137,6 +149,8 @@ def _bad_files(tmp: Path, real: Path) -> dict[str, tuple[Path, str]]:
     other = Torch("nn.Sequential", {"modules": [Torch("nn.SpatialConvolution"), Torch("nn.ReLU")]})
     gru = language_model()
     gru.fields["net"].fields["modules"][1].cls = "nn.GRU"
+    overreach = language_model()  # a tensor whose size and stride reach past its storage's 8 elements
+    overreach.fields["net"].fields["modules"][0].fields["weight"] = Strided((10, 5), (5, 1), np.zeros(8, np.float32))
     files = {
         "empty": (tmp / "empty.t7", "is empty"),
         "truncated": (tmp / "truncated.t7", "is damaged"),
@@ -152,6 +166,8 @@ def _bad_files(tmp: Path, real: Path) -> dict[str, tuple[Path, str]]:
                                "opt": {"rnn_size": 128}, "vocab": {"a": 1}, "epoch": 30}),
                      "karpathy/char-rnn checkpoint (protos.rnn is a Torch7 nn.gModule"),
         "gru": (write_t7(tmp / "gru.t7", checkpoint(gru)), "nn.GRU at position 2"),
+        "tensor outside its storage": (write_t7(tmp / "overreach.t7", checkpoint(overreach)),
+                                       "is damaged: a tensor of size (10, 5) reaches outside its storage"),
     }
     files["empty"][0].write_bytes(b"")
     files["truncated"][0].write_bytes(real.read_bytes()[:300_000])
@@ -162,7 +178,7 @@ def _bad_files(tmp: Path, real: Path) -> dict[str, tuple[Path, str]]:
 
 
 BAD = ["empty", "truncated", "not torch7", "pytorch zip", "ascii", "other network", "bare network", "a table",
-       "char-rnn", "gru"]
+       "char-rnn", "gru", "tensor outside its storage"]
 
 
 @pytest.mark.parametrize("name", BAD)

@@ -28,6 +28,17 @@ class LuaFunction:
     code: bytes
 
 
+@dataclass
+class Strided:
+    """A tensor as Torch7 stores it: size, stride (in elements) and offset into a storage, written as given
+    (so a damaged one can be made)."""
+
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    storage: np.ndarray
+    offset: int = 1
+
+
 _TENSOR = {np.dtype(np.float32): "Float", np.dtype(np.float64): "Double", np.dtype(np.int64): "Long"}
 
 
@@ -77,22 +88,22 @@ class _Writer:
             self._string(v.cls)
             self.obj(v.fields)
         elif isinstance(v, np.ndarray):
-            kind = _TENSOR[v.dtype]
             a = np.ascontiguousarray(v)
+            self.obj(Strided(a.shape, tuple(s // a.itemsize for s in a.strides), a.ravel()))
+        elif isinstance(v, Strided):
+            kind = _TENSOR[v.storage.dtype]
             self._ref(4)
             self._string("V 1")
             self._string(f"torch.{kind}Tensor")
-            self._int(a.ndim)
-            for n in a.shape:
+            self._int(len(v.shape))
+            for n in (*v.shape, *v.strides):
                 self._long(n)
-            for s in a.strides:
-                self._long(s // a.itemsize)
-            self._long(1)  # storage offset, 1-based
+            self._long(v.offset)  # 1-based
             self._ref(4)
             self._string("V 1")
             self._string(f"torch.{kind}Storage")
-            self._long(a.size)
-            self.out.write(a.tobytes())
+            self._long(v.storage.size)
+            self.out.write(v.storage.tobytes())
         elif isinstance(v, LuaFunction):
             self._ref(6)
             self._string(v.code)

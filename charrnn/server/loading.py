@@ -45,8 +45,9 @@ def load_served_model(path: str | os.PathLike, device: str | torch.device = "cpu
     Raises:
         CheckpointError: the file is missing or unusable; the message names it.
     """
+    described = origin(path)  # before load_model, which lets the parsed file go
     net, vocab = load_model(path, torch.device(device))
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return ServedModel(net, vocab, str(path), origin(path))
+    return ServedModel(net, vocab, str(path), described)
