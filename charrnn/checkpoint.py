@@ -67,7 +67,7 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A charrnn training checkpoint, loaded safely (see :func:`load_checkpoint_file`)."""
-    if torch7.is_torch7(path):
+    if Path(path).is_file() and torch7.is_torch7(path):
         raise CheckpointError(f"checkpoint {path} is a torch-rnn checkpoint: it holds weights, not a Lightning "
                               "training state to resume; start a run from it with --model.init_from")
     ckpt = load_checkpoint_file(path, map_location)
