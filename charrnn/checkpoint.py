@@ -7,7 +7,7 @@ Three forms hold a model:
 - an export (``model.safetensors``, written by ``python -m charrnn.export``): the weights, with the
   architecture and vocabulary in the file's metadata. No pickle at all.
 - a torch-rnn checkpoint (``.t7``, written by torch-rnn's ``train.lua``): its ``nn.LanguageModel``
-  read as data and mapped onto our network (:mod:`charrnn.torch7`).
+  read as data (:mod:`charrnn.torch7`) and mapped onto our network (:mod:`charrnn.torch_rnn`).
 
 :func:`load_model` takes any of them (an export may also be given by its directory).
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from charrnn import torch7
+from charrnn import torch7, torch_rnn
 from charrnn.net import CharRNNNet
 from charrnn.vocab import Vocab
 
@@ -134,10 +134,10 @@ def load_export(path: str | os.PathLike) -> tuple[CharRNNNet, Vocab]:
     return _build(file, vocab, json.loads(meta["architecture"]), weights), vocab
 
 
-def load_torch7(path: str | os.PathLike) -> torch7.TorchRNNModel:
+def load_torch7(path: str | os.PathLike) -> torch_rnn.TorchRNNModel:
     """A torch-rnn ``.t7`` checkpoint, mapped onto CharRNNNet (parsed as data: nothing in it runs)."""
     try:
-        return torch7.read(path)
+        return torch_rnn.read(path)
     except torch7.Torch7Error as e:
         sep = " " if str(e).startswith(("is ", "does ", "holds ")) else ": "
         raise CheckpointError(f"checkpoint {path}{sep}{e}") from None
@@ -164,7 +164,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     if torch7.is_torch7(path):
         t7 = load_torch7(path)
         net = _build(Path(path), t7.vocab, t7.architecture, t7.weights)
-        torch7.forget()  # the network holds the weights now: no second copy stays in memory
+        torch_rnn.forget()  # the network holds the weights now: no second copy stays in memory
         return net.to(device).eval(), t7.vocab
     ckpt = read_checkpoint(path)
     hp = ckpt["hyper_parameters"]
