@@ -108,12 +108,13 @@ def test_resuming_from_a_t7_says_to_start_from_it(torch_rnn_t7: Path) -> None:
 
 
 # ---- crafted models ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind, batchnorm, dropout, layers", [
-    ("lstm", False, 0.0, 1), ("rnn", False, 0.0, 3), ("lstm", True, 0.25, 2), ("rnn", True, 0.0, 2)])
+@pytest.mark.parametrize("kind, batchnorm, dropout, layers, dtype", [
+    ("lstm", False, 0.0, 1, np.float32), ("rnn", False, 0.0, 3, np.float32), ("lstm", True, 0.25, 2, np.float32),
+    ("rnn", True, 0.0, 2, np.float32), ("lstm", False, 0.0, 2, np.float64)])
 def test_crafted_models_compute_torch_rnns_function(tmp_path: Path, kind: str, batchnorm: bool, dropout: float,
-                                                    layers: int) -> None:
+                                                    layers: int, dtype: type) -> None:
     path = write_t7(tmp_path / "m.t7", checkpoint(language_model(kind, layers=layers, batchnorm=batchnorm,
-                                                                 dropout=dropout)))
+                                                                 dropout=dropout, dtype=dtype)))
     net, vocab = load_model(path)
     assert model_spec(path)[0]["model_type"] == kind and model_spec(path)[0]["num_layers"] == layers
     assert model_spec(path)[0]["dropout"] == dropout

@@ -121,10 +121,11 @@ def write_t7(path: Path, obj: Any) -> Path:
 
 
 def language_model(kind: str = "lstm", vocab: str = "abcdefgh \n", wordvec: int = 5, hidden: int = 7,
-                   layers: int = 2, batchnorm: bool = False, dropout: float = 0.0, seed: int = 0) -> Torch:
+                   layers: int = 2, batchnorm: bool = False, dropout: float = 0.0, seed: int = 0,
+                   dtype: type = np.float32) -> Torch:
     """A torch-rnn nn.LanguageModel with random weights, laid out as torch-rnn's LanguageModel.lua does."""
     rng = np.random.default_rng(seed)
-    f32 = lambda *shape: rng.normal(0, 0.5, shape).astype(np.float32)  # noqa: E731
+    f32 = lambda *shape: rng.normal(0, 0.5, shape).astype(dtype)  # noqa: E731
     V, gates = len(vocab), 4 if kind == "lstm" else 1
     modules: list[Any] = [Torch("nn.LookupTable", {"weight": f32(V, wordvec)})]
     for i in range(layers):
@@ -137,7 +138,7 @@ def language_model(kind: str = "lstm", vocab: str = "abcdefgh \n", wordvec: int 
                         Torch("nn.BatchNormalization", {
                             "weight": f32(hidden), "bias": f32(hidden), "eps": 1e-5,
                             "running_mean": f32(hidden),
-                            "running_var": (rng.random(hidden) + 0.5).astype(np.float32)}),
+                            "running_var": (rng.random(hidden) + 0.5).astype(dtype)}),
                         Torch("nn.View", {})]
         if dropout > 0:
             modules.append(Torch("nn.Dropout", {"p": dropout, "train": True}))
