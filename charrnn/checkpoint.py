@@ -1,13 +1,15 @@
-"""Reading models safely: Lightning checkpoints (weights_only, no pickle code runs) and exports.
+"""Reading models safely: Lightning checkpoints (weights_only, no pickle code runs), exports and torch-rnn's.
 
-Two forms hold a model:
+Three forms hold a model:
 
 - a training checkpoint (``.ckpt``, written by Lightning): weights, hyperparameters with the
   vocabulary, and the state needed to resume;
 - an export (``model.safetensors``, written by ``python -m charrnn.export``): the weights, with the
   architecture and vocabulary in the file's metadata. No pickle at all.
+- a torch-rnn checkpoint (``.t7``, written by torch-rnn's ``train.lua``): its ``nn.LanguageModel``
+  read as data (:mod:`charrnn.torch7`) and mapped onto our network (:mod:`charrnn.torch_rnn`).
 
-:func:`load_model` takes either (an export may also be given by its directory).
+:func:`load_model` takes any of them (an export may also be given by its directory).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import torch
 
+from charrnn import torch7, torch_rnn
 from charrnn.net import CharRNNNet
 from charrnn.vocab import Vocab
 
@@ -64,6 +67,9 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A charrnn training checkpoint, loaded safely (see :func:`load_checkpoint_file`)."""
+    if Path(path).is_file() and torch7.is_torch7(path):
+        raise CheckpointError(f"checkpoint {path} is a torch-rnn checkpoint: it holds weights, not a Lightning "
+                              "training state to resume; start a run from it with --model.init_from")
     ckpt = load_checkpoint_file(path, map_location)
     if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(f"checkpoint {path} is not a charrnn training checkpoint "
@@ -128,11 +134,38 @@ def load_export(path: str | os.PathLike) -> tuple[CharRNNNet, Vocab]:
     return _build(file, vocab, json.loads(meta["architecture"]), weights), vocab
 
 
+def load_torch7(path: str | os.PathLike) -> torch_rnn.TorchRNNModel:
+    """A torch-rnn ``.t7`` checkpoint, mapped onto CharRNNNet (parsed as data: nothing in it runs)."""
+    try:
+        return torch_rnn.read(path)
+    except torch7.Torch7Error as e:
+        sep = " " if str(e).startswith(("is ", "does ", "holds ")) else ": "
+        raise CheckpointError(f"checkpoint {path}{sep}{e}") from None
+
+
+def origin(path: str | os.PathLike) -> dict[str, Any] | None:
+    """What the training of a torch-rnn checkpoint recorded (iterations, last validation loss), for
+    messages and the server's description (an export of one keeps it); None for any other model."""
+    if (file := export_path(path)) is not None:
+        meta = _export_metadata(file)
+        return json.loads(meta["origin"]) if "origin" in meta else None
+    if not torch7.is_torch7(path):
+        return None
+    t7 = load_torch7(path)
+    return {**t7.origin, "summary": t7.describe()}
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CharRNNNet, Vocab]:
-    """The network (in eval mode, on ``device``) and vocabulary of a training checkpoint or an export."""
+    """The network (in eval mode, on ``device``) and vocabulary of a training checkpoint, an export or a
+    torch-rnn ``.t7``."""
     if export_path(path) is not None:
         net, vocab = load_export(path)
         return net.to(device).eval(), vocab
+    if torch7.is_torch7(path):
+        t7 = load_torch7(path)
+        net = _build(Path(path), t7.vocab, t7.architecture, t7.weights)
+        torch_rnn.forget()  # the network holds the weights now: no second copy stays in memory
+        return net.to(device).eval(), t7.vocab
     ckpt = read_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     vocab = Vocab(hp["vocab"])
@@ -141,16 +174,20 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 
 
 def model_spec(path: str | os.PathLike) -> tuple[dict[str, Any], Vocab]:
-    """The architecture (the ``NET_ARGS`` it records) and vocabulary of a training checkpoint or an export."""
+    """The architecture (the ``NET_ARGS`` it records) and vocabulary of a training checkpoint, an export or a
+    torch-rnn ``.t7``."""
     if (file := export_path(path)) is not None:
         meta = _export_metadata(file)
         return json.loads(meta["architecture"]), Vocab(json.loads(meta["vocab"]))
+    if torch7.is_torch7(path):
+        t7 = load_torch7(path)
+        return dict(t7.architecture), t7.vocab
     hp = read_checkpoint(path)["hyper_parameters"]
     return {k: hp[k] for k in NET_ARGS if k in hp}, Vocab(hp["vocab"])
 
 
 def load_vocab(path: str | os.PathLike) -> Vocab:
-    """The vocabulary of a training checkpoint, an export, or a torch-rnn/charrnn vocabulary JSON."""
+    """The vocabulary of a training checkpoint, an export, a torch-rnn .t7, or a torch-rnn/charrnn vocabulary JSON."""
     if Path(path).suffix == ".json":
         return Vocab.load(path)
     return model_spec(path)[1]

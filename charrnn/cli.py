@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from charrnn import resume
-from charrnn.checkpoint import CheckpointError, model_spec
+from charrnn.checkpoint import CheckpointError, model_spec, origin
 from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.data import CharDataModule
 from charrnn.model import CharRNN
@@ -51,8 +51,11 @@ class CharRNNCLI(LightningCLI):
             return
         try:
             architecture, _ = model_spec(init)
+            source = origin(init)
         except CheckpointError as e:
             raise CheckpointError(f"--model.init_from {e}") from None
+        if source is not None:
+            rank_zero_info(f"--model.init_from {init}: {source['summary']}")
         if not cfg.data.get("vocab_from"):
             cfg.data.vocab_from = init
         changed = [f"{k}={v!r} (config: {cfg.model[k]!r})" for k, v in architecture.items()

@@ -23,7 +23,15 @@ from pathlib import Path
 import torch
 
 from charrnn.atomic import atomic_write
-from charrnn.checkpoint import EXPORT_FORMAT, EXPORT_VOCAB, EXPORT_WEIGHTS, CheckpointError, load_model, model_spec
+from charrnn.checkpoint import (
+    EXPORT_FORMAT,
+    EXPORT_VOCAB,
+    EXPORT_WEIGHTS,
+    CheckpointError,
+    load_model,
+    model_spec,
+    origin,
+)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -32,7 +40,7 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike, dtype: str = "float3
     """Writes ``model.safetensors`` and ``vocab.json`` for ``ckpt`` into directory ``out``; returns the former.
 
     Args:
-        ckpt: a training checkpoint (or an export, to change its dtype).
+        ckpt: a training checkpoint, a torch-rnn ``.t7`` (converted once), or an export (to change its dtype).
         out: the directory to write (created if missing); files already there are replaced atomically.
         dtype: ``float32``, ``float16`` or ``bfloat16`` for the weights (halves size; sampling on a
             CPU converts them back to float32).
@@ -52,6 +60,8 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike, dtype: str = "float3
         "vocab": json.dumps(vocab.tokens, ensure_ascii=False),
         "source": Path(ckpt).name,
     }
+    if (source := origin(ckpt)) is not None:
+        metadata["origin"] = json.dumps(source)
     data = save(tensors, metadata=metadata)
     weights = out / EXPORT_WEIGHTS
     atomic_write(weights, lambda f: f.write(data))
@@ -62,7 +72,7 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike, dtype: str = "float3
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m charrnn.export", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", required=True, help="a .ckpt written by training")
+    p.add_argument("--ckpt", required=True, help="a .ckpt written by training, or a torch-rnn checkpoint (.t7)")
     p.add_argument("--out", required=True, help="directory for model.safetensors and vocab.json")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the exported weights")
     args = p.parse_args(argv)
@@ -72,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     size = weights.stat().st_size
+    if (source := origin(args.ckpt)) is not None:
+        print(f"converted {args.ckpt}: {source['summary']}")
     print(f"wrote {weights} ({size / 1e6:.1f} MB) and {weights.with_name(EXPORT_VOCAB)}\n"
           f"try it:  python sample.py --ckpt {weights} --length 500")
     return 0

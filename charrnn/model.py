@@ -84,6 +84,7 @@ class CharRNN(L.LightningModule):
         self.hidden: State | None = None
         self._resume: dict[str, Any] | None = None
         self._graph: GraphStep | None = None
+        self._initialised = False  # init_from's weights are loaded (once per process)
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         return self.net(x, state)
@@ -196,8 +197,20 @@ class CharRNN(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.hparams.cuda_graph:
             self._check_graph_setup()
-        if self.hparams.init_from and self.trainer.ckpt_path is None:  # a resume brings its own weights
+        self._init_once()
+
+    def _init_once(self) -> None:
+        """``--model.init_from``'s weights, for fit and for validate/test/predict alike (measuring a base
+        model, a torch-rnn .t7 included); a ``--ckpt_path`` brings its own weights instead."""
+        if self.hparams.init_from and self.trainer.ckpt_path is None and not self._initialised:
             self.init_weights_from(self.hparams.init_from)
+            self._initialised = True
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn != "fit":  # fit loads them once, in on_fit_start
+            self._init_once()
+
+    on_test_start = on_predict_start = on_validation_start
 
     def init_weights_from(self, path: str) -> None:
         net, vocab = load_model(path)

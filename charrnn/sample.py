@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from charrnn.checkpoint import CheckpointError, load_model
+from charrnn.checkpoint import CheckpointError, load_model, origin
 from charrnn.net import CharRNNNet
 from charrnn.sampling import sample, sample_text
 from charrnn.vocab import Vocab
@@ -22,7 +22,8 @@ from charrnn.vocab import Vocab
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python sample.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True,
-                   help="a .ckpt written by training, or an export (model.safetensors or its directory)")
+                   help="a .ckpt written by training, an export (model.safetensors or its directory), "
+                        "or a torch-rnn checkpoint (.t7)")
     p.add_argument("--length", type=int, default=2000, help="new characters to generate")
     p.add_argument("--start_text", default="", help="prime text")
     p.add_argument("--start_file", help="read the prime from this file (long or multi-line primes)")
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *a, **k: f"warning: {message}\n"
     try:
         net, vocab = load_model(args.ckpt, args.device)
+        if (source := origin(args.ckpt)) is not None:
+            print(f"--ckpt {args.ckpt}: {source['summary']}", file=sys.stderr)
     except CheckpointError as e:
         print(f"error: --ckpt {e}", file=sys.stderr)
         return 2

@@ -39,6 +39,20 @@ def shakespeare_path() -> Path:
     pytest.fail(f"{CORPUS_NAME} not found in data/; copy or download it there first")
 
 
+TORCH_RNN_DIR = ROOT.parent / "shared" / "data" / "torch-rnn"
+
+
+@pytest.fixture(scope="session")
+def torch_rnn_t7() -> Path:
+    """The real torch-rnn checkpoint (2x128 LSTM on tiny-shakespeare, 9,000 iterations) in ../shared, with
+    its .json beside it. Read in place, never copied into the repository; fails, never skips, without it."""
+    path = TORCH_RNN_DIR / "shakespeare_checkpoint_9000.t7"
+    if not (path.is_file() and path.with_suffix(".json").is_file()):
+        pytest.fail(f"the torch-rnn fixture {path} (and its .json) is missing: these tests read it from "
+                    "../shared/data/torch-rnn/ beside the repository")
+    return path
+
+
 @pytest.fixture
 def shakespeare(tmp_path: Path, shakespeare_path: Path) -> Path:
     """A private copy of tiny-shakespeare, so tests can write .h5/.json beside it."""

@@ -91,3 +91,17 @@ def test_a_resumed_fine_tuning_run_continues_from_its_own_checkpoint(base, new_c
     cli = fit_in(new_corpus, "--model.init_from", str(base), "--ckpt_path", "last", "--trainer.max_steps", "5")
     assert cli.trainer.global_step == 5
     assert same_tensors({f"net.{k}": v for k, v in cli.model.net.state_dict().items()}, trained)
+
+
+def test_fine_tuning_a_torch_rnn_t7(new_corpus, torch_rnn_t7, caplog):
+    """train.lua's -init_from, here: the .t7's weights, architecture and vocabulary start the run."""
+    from charrnn.checkpoint import load_model
+
+    caplog.set_level("INFO")
+    with pytest.warns(UserWarning, match="not in the vocabulary"):  # '#' is not in tiny-shakespeare
+        cli = fit_in(new_corpus, *frozen("--model.init_from", str(torch_rnn_t7)))
+    net, vocab = load_model(torch_rnn_t7)
+    assert cli.model.vocab == vocab and (cli.model.hparams.rnn_size, cli.model.hparams.num_layers) == (128, 2)
+    after = state(new_corpus / "ckpt" / "last.ckpt")
+    assert same_tensors({k.removeprefix("net."): v for k, v in after["state_dict"].items()}, net.state_dict())
+    assert "9,000 iterations, last validation loss 1.5283" in caplog.text

@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"charrnn: {info['model_type']} {info['num_layers']}x{info['rnn_size']}, {info['vocab_size']} tokens, "
           f"{'int8' if int8 else 'float'} products, from {args.ckpt}; "
           f"writing page at http://{args.host}:{args.port}/write", file=sys.stderr, flush=True)
+    if model.origin is not None:
+        print(f"charrnn: {model.origin['summary']}", file=sys.stderr, flush=True)
     if info["has_uppercase"] and rule.lowercase:
         print("charrnn: the model knows uppercase letters but GET /generate lowercases primes (torch-rnn-server's "
               "rule); --no-lowercase keeps their case", file=sys.stderr, flush=True)
