@@ -44,6 +44,7 @@ CORPUS = ROOT / "data" / "tiny-shakespeare.txt"
 CUDA_TESTS = ["tests/test_graph_step.py", "tests/test_cuda_training.py"]
 GRID = ["3x512", "2x512", "1x128", "1x64"]
 MARKS = (15, 30, 60)  # seconds at which time to quality is read
+STEPS = ("environment", "CUDA tests", "training step", "time to quality", "sampling")
 
 
 class StepError(Exception):
@@ -94,7 +95,8 @@ class Check:
         import torch
 
         env = {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
-               "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "cpus": os.cpu_count(),
+               "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+               "cuda_available": torch.cuda.is_available(), "cpus": os.cpu_count(),
                "cpu": _cpu_name(), "commit": _git_commit()}
         try:
             import jsonargparse
@@ -198,12 +200,10 @@ class Check:
 
     def run(self) -> bool:
         t0 = time.monotonic()
-        for name, fn in (("environment", self.environment), ("CUDA tests", self.cuda_tests),
-                         ("training step", self.train_step), ("time to quality", self.time_to_quality),
-                         ("sampling", self.sampling)):
-            if name in self.args.skip:
-                continue
-            self.step(name, fn)
+        for name, fn in zip(STEPS, (self.environment, self.cuda_tests, self.train_step, self.time_to_quality,
+                                    self.sampling), strict=True):
+            if name not in self.args.skip:
+                self.step(name, fn)
         self.report["seconds"] = round(time.monotonic() - t0, 1)
         self.write()
         return self.report["passed"]
@@ -280,10 +280,12 @@ def main() -> None:
     p.add_argument("--ttq_seconds", type=int, help="training time of each time-to-quality run (default 100; quick 5)")
     p.add_argument("--ttq_args", default="", help="more train.py flags for the time-to-quality runs")
     p.add_argument("--minutes", type=float, default=8.0, help="the whole check ends by then (commands are cut)")
-    p.add_argument("--skip", nargs="*", default=[], help="step names to leave out, e.g. 'CUDA tests'")
+    p.add_argument("--skip", nargs="*", default=[], choices=STEPS, help="steps to leave out, e.g. 'CUDA tests'")
     args = p.parse_args()
     if args.ttq_seconds is None:
         args.ttq_seconds = 5 if args.quick else 100
+    if args.ttq_seconds < 1 or args.minutes <= 0:
+        p.error("--ttq_seconds must be at least 1 and --minutes more than 0")
     if not CORPUS.is_file():
         print(f"error: {CORPUS} is missing: copy tiny-shakespeare there (bench/README.md)", file=sys.stderr)
         raise SystemExit(2)

@@ -85,11 +85,10 @@ def test_a_failing_step_is_recorded_and_the_next_ones_still_run(tmp_path, monkey
     monkeypatch.setattr(Check, "time_to_quality", fake("time to quality", {"runs": {}}))
     monkeypatch.setattr(Check, "sampling", fake("sampling", {"results": []}))
     monkeypatch.setattr(sys, "argv", ["gpu_check.py", str(tmp_path / "out"), "--device", "cpu",
-                                      "--workdir", str(tmp_path / "work")])
+                                      "--workdir", str(tmp_path / "work"), "--skip", "sampling"])
     with pytest.raises(SystemExit) as exit_:
         gpu_check.main()
-    assert exit_.value.code == 1 and ran == ["environment", "CUDA tests", "training step", "time to quality",
-                                             "sampling"]
+    assert exit_.value.code == 1 and ran == ["environment", "CUDA tests", "training step", "time to quality"]  # --skip
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     status = {s["name"]: (s["status"], s["error"]) for s in report["steps"]}
     assert status["environment"] == ("failed", "no GPU here")
