@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.gpu_env import environment  # noqa: E402
 from bench.gpu_report import render, targets  # noqa: E402
 
 CORPUS = ROOT / "data" / "tiny-shakespeare.txt"
@@ -85,35 +85,21 @@ class Check:
                 log.write(_text(e.stdout) + _text(e.stderr))
                 raise StepError(f"timed out after {timeout:.0f} s: {' '.join(args[:3])} ...") from None
             log.write(proc.stdout + proc.stderr)
-        if proc.returncode:
-            raise StepError(f"exit status {proc.returncode}: {' '.join(args[:3])} ...\n{proc.stderr[-2500:]}")
+        if proc.returncode:  # pytest reports on stdout, the others on stderr
+            tail = (proc.stderr if proc.stderr.strip() else proc.stdout)[-2500:]
+            raise StepError(f"exit status {proc.returncode}: {' '.join(args[:3])} ...\n{tail}")
         return proc.stdout
 
     # ---- the steps ----
     def environment(self) -> dict:
-        import lightning
-        import torch
-
-        env = {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
-               "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-               "cuda_available": torch.cuda.is_available(), "cpus": os.cpu_count(),
-               "cpu": _cpu_name(), "commit": _git_commit()}
-        try:
-            import jsonargparse
-
-            env["jsonargparse"] = jsonargparse.__version__
-        except ImportError:
-            env["jsonargparse"] = None
-        if self.args.device == "cuda":
-            if not torch.cuda.is_available():
-                raise StepError("--device cuda: torch.cuda.is_available() is False")
-            props = torch.cuda.get_device_properties(0)
-            env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                       capability=f"{props.major}.{props.minor}", driver=_driver())
+        env = environment()
+        if self.args.device == "cuda" and not env["cuda_available"]:
+            raise StepError("--device cuda: torch.cuda.is_available() is False")
         return env
 
     def cuda_tests(self) -> dict:
         xml = self.work / "cuda-tests.xml"
+        xml.unlink(missing_ok=True)  # only this run's results
         args = ["-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *CUDA_TESTS]
         env = {"CHARRNN_REQUIRE_CUDA": "1"} if self.args.device == "cuda" else {}
         try:
@@ -130,6 +116,7 @@ class Check:
 
     def train_step(self) -> dict:
         out = self.work / "train_step.json"
+        out.unlink(missing_ok=True)
         grid, steps = ((["1x64"], ["--steps", "3", "--warmup", "2", "--batch_size", "8", "--seq_length", "16"])
                        if self.args.quick else (GRID, ["--steps", "50"]))
         self.python(["bench/train_step.py", "--device", self.args.device, "--cuda_graph", "--grid", *grid, *steps,
@@ -171,6 +158,7 @@ class Check:
 
     def sampling(self) -> dict:
         out = self.work / "sample.json"
+        out.unlink(missing_ok=True)
         ttq = next((s["result"] for s in self.report["steps"] if s["name"] == "time to quality"), {}) or {}
         ckpt = next((r["ckpt"] for r in (ttq.get("runs") or {}).values() if r.get("ckpt")), None)
         size = ["--batches", "1", "8", "--length", "50"] if self.args.quick else ["--batches", "1", "50"]
@@ -244,31 +232,6 @@ def _number(value: str | None) -> float | str | None:
 
 def _text(value: bytes | str | None) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
-
-
-def _driver() -> str | None:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30).stdout.strip()
-        return out.splitlines()[0] if out else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() or None
-    except OSError:
-        return None
 
 
 def main() -> None:
