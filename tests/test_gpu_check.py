@@ -60,6 +60,8 @@ def test_the_quick_check_runs_every_step_and_reports(tmp_path, shakespeare_path)
     assert {t["status"] for t in report["targets"]} <= {"n/a", "n/a (--quick)"}
     md = (out / "report.md").read_text()
     assert all(f"## {name}: passed" in md for name in STEPS) and "## Targets" in md
+    if not torch.cuda.is_available():
+        assert f"{len(tests)} of {len(tests)} skipped, not passed: no CUDA" in md
     assert "$ (cd" in (out / "log.txt").read_text()  # every command's output is kept
 
 
