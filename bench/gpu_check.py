@@ -190,7 +190,7 @@ class Check:
         t0 = time.monotonic()
         for name, fn in zip(STEPS, (self.environment, self.cuda_tests, self.train_step, self.time_to_quality,
                                     self.sampling), strict=True):
-            if name not in self.args.skip:
+            if name not in self.args.skip and (not self.args.only or name in self.args.only):
                 self.step(name, fn)
         self.report["seconds"] = round(time.monotonic() - t0, 1)
         self.write()
@@ -244,6 +244,7 @@ def main() -> None:
     p.add_argument("--ttq_args", default="", help="more train.py flags for the time-to-quality runs")
     p.add_argument("--minutes", type=float, default=8.0, help="the whole check ends by then (commands are cut)")
     p.add_argument("--skip", nargs="*", default=[], choices=STEPS, help="steps to leave out, e.g. 'CUDA tests'")
+    p.add_argument("--only", nargs="*", default=[], choices=STEPS, help="run just these steps (a rerun after a fix)")
     args = p.parse_args()
     if args.ttq_seconds is None:
         args.ttq_seconds = 5 if args.quick else 100

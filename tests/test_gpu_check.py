@@ -67,7 +67,7 @@ def test_the_quick_check_runs_every_step_and_reports(tmp_path, shakespeare_path)
 
 def quick_check(tmp_path: Path) -> Check:
     return Check(Namespace(outdir=str(tmp_path / "out"), workdir=str(tmp_path / "work"), device="cpu", quick=True,
-                           ttq_seconds=5, ttq_args="", minutes=1.0, skip=[]))
+                           ttq_seconds=5, ttq_args="", minutes=1.0, skip=[], only=[]))
 
 
 def test_a_failing_step_is_recorded_and_the_next_ones_still_run(tmp_path, monkeypatch):
@@ -97,6 +97,13 @@ def test_a_failing_step_is_recorded_and_the_next_ones_still_run(tmp_path, monkey
     assert status["training step"][0] == "failed" and "ZeroDivisionError: a bug" in status["training step"][1]
     assert status["CUDA tests"] == ("passed", None) and not report["passed"]
     assert "**Failed: environment, training step.**" in (tmp_path / "out" / "report.md").read_text()
+
+    ran.clear()  # a rerun of what failed
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", str(tmp_path / "again"), "--device", "cpu",
+                                      "--workdir", str(tmp_path / "work"), "--only", "CUDA tests", "time to quality"])
+    with pytest.raises(SystemExit) as exit_:
+        gpu_check.main()
+    assert exit_.value.code == 0 and ran == ["CUDA tests", "time to quality"]
 
 
 def test_a_command_that_fails_or_hangs_is_a_step_error_with_its_output(tmp_path):
