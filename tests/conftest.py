@@ -66,7 +66,6 @@ def debug_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
-
 # ---- tests marked `cuda` -------------------------------------------------------------------------------
 # Without CUDA they are skipped with a reason that says so, and the session's summary counts them, so a
 # run without a GPU never reads as if they had passed. CHARRNN_REQUIRE_CUDA=1 (bench/gpu_check.py sets it
