@@ -92,7 +92,7 @@ class Check:
 
     # ---- the steps ----
     def environment(self) -> dict:
-        env = environment()
+        env = self.partial = environment()  # kept in the report even when the step fails
         if self.args.device == "cuda" and not env["cuda_available"]:
             raise StepError("--device cuda: torch.cuda.is_available() is False")
         return env

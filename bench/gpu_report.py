@@ -123,8 +123,8 @@ def _section(step: dict) -> str:
         body = f"{r['parameters']:,} parameters, {r['ckpt'] or 'untrained'}, {r['length']} characters per stream\n\n"
         body += _table(["streams", "chars/s (all)", "ms/step"],
                        [[x["streams"], _f(x["chars_per_sec"], 0), _f(x["ms_per_step"])] for x in r["results"]])
-    error = f"\n\n```\n{step['error'].strip()}\n```" if step.get("error") else ""
-    return f"## {name}: {step['status']} ({step['seconds']} s)\n\n{body}{error}".rstrip() + "\n"
+    error = f"```\n{step['error'].strip()}\n```" if step.get("error") else ""
+    return "\n\n".join(filter(None, [f"## {name}: {step['status']} ({step['seconds']} s)", body, error])) + "\n"
 
 
 def render(report: dict) -> str:

@@ -184,3 +184,17 @@ def test_the_wheels_script_fetches_the_versions_tested_here():
     # jsonargparse and what its `signatures` extra asks for (PyYAML and typing-extensions are on the GPU machine)
     extra = {re.split(r"[<>=;! \[]", r)[0].lower() for r in requires("jsonargparse") if 'extra == "signatures"' in r}
     assert set(pins) == {"jsonargparse"} | extra
+
+
+def test_device_cuda_without_cuda_fails_its_environment_step_but_keeps_what_it_found(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", str(tmp_path / "out"), "--device", "cuda",
+                                      "--workdir", str(tmp_path / "work"), "--only", "environment"])
+    with pytest.raises(SystemExit) as exit_:
+        gpu_check.main()
+    (step,) = json.loads((tmp_path / "out" / "report.json").read_text())["steps"]
+    env = step["result"]
+    assert env["torch"] == torch.__version__ and env["cuda_available"] is torch.cuda.is_available()
+    if torch.cuda.is_available():
+        assert exit_.value.code == 0 and env["gpu"] == torch.cuda.get_device_name(0)
+    else:
+        assert exit_.value.code == 1 and step["error"] == "--device cuda: torch.cuda.is_available() is False"
