@@ -2,6 +2,7 @@
 
     python bench/gpu_check.py OUTDIR                       # on the GPU machine (about 7 minutes)
     python bench/gpu_check.py OUTDIR --device cpu --quick  # every step tiny, on a CPU (the CI test)
+    python bench/gpu_check.py OUTDIR --only "time to quality"   # a rerun of one step after a fix
 
 Runs, in order, each step guarded (a failure is recorded with its error, and the next step still runs):
 1. environment: GPU, driver, torch / CUDA / cuDNN / lightning versions;
