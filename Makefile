@@ -8,6 +8,7 @@
 #   make build            install into $(VENV); with DOCKER=1 build the image
 #   make test             the test suite; with DOCKER=1 check every entry point inside the image
 #   make hadolint         lint the Dockerfile
+#   make gpu-check        the prepared GPU check (bench/README.md): GPU_OUT=gpu-report, with $(PYTHON) as it is
 #   make train DOCKER=1 GPU=1 DATA_DIR=~/charrnn-data
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,6 +20,9 @@ CKPT ?= checkpoints/shakespeare/last.ckpt
 INPUT ?= data/tiny-shakespeare.txt
 # More flags for train.py, e.g. ARGS="--trainer.max_steps 100"
 ARGS ?=
+# make gpu-check: where its report goes, and more flags (e.g. GPU_CHECK_ARGS="--device cpu --quick")
+GPU_OUT ?= gpu-report
+GPU_CHECK_ARGS ?=
 
 # Containers: compose.yaml reads DATA_DIR and runs as your user, so the files there are yours.
 DATA_DIR ?= ./data
@@ -28,7 +32,7 @@ export DATA_DIR
 export CHARRNN_UID ?= $(shell id -u)
 export CHARRNN_GID ?= $(shell id -g)
 
-.PHONY: venv build preprocess train sample serve tensorboard test lint hadolint data-dir
+.PHONY: venv build preprocess train sample serve tensorboard test lint hadolint data-dir gpu-check
 
 venv: $(VENV)/.installed
 
@@ -55,6 +59,10 @@ lint: $(VENV)/.installed-dev
 
 hadolint: $(BIN)/hadolint
 	$(BIN)/hadolint Dockerfile
+
+# No venv: the GPU machine cannot install; it runs the Python it has, with the carried wheels on PYTHONPATH.
+gpu-check:
+	$(PYTHON) bench/gpu_check.py $(GPU_OUT) $(GPU_CHECK_ARGS)
 
 ifeq ($(DOCKER),)
 

@@ -2,6 +2,7 @@
 
     python bench/sample.py --ckpt checkpoints/shakespeare/last.ckpt [--device cuda]
     python bench/sample.py --rnn_size 256 --num_layers 2        # an untrained model of that shape
+    python bench/sample.py --batches 1 50 --json out.json        # also the figures as JSON
 
 Uses charrnn.sampling.sample, the function sample.py, the training callback and the server share.
 """
@@ -9,7 +10,9 @@ Uses charrnn.sampling.sample, the function sample.py, the training callback and 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -27,6 +30,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--length", type=int, default=500, help="new characters per stream")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 5, 10, 50])
+    p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
     if args.ckpt:
         net, vocab = load_model(args.ckpt, args.device)
@@ -36,6 +40,7 @@ def main() -> None:
     params = sum(p.numel() for p in net.parameters())
     print(f"device {args.device}, threads {torch.get_num_threads()}, {params:,} parameters")
     print(f"{'streams':>8}{'chars/s (all)':>15}{'chars/s per stream':>20}{'ms/step':>9}")
+    rows = []
     for n in args.batches:
         list(sample(net, vocab, "The ", 20, num_samples=n, seed=0))  # warm-up
         if args.device.startswith("cuda"):
@@ -45,6 +50,10 @@ def main() -> None:
             pass
         dt = time.perf_counter() - t
         print(f"{n:>8}{n * args.length / dt:>15,.0f}{args.length / dt:>20,.0f}{1000 * dt / args.length:>9.2f}")
+        rows.append({"streams": n, "chars_per_sec": n * args.length / dt, "ms_per_step": 1000 * dt / args.length})
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": args.device, "ckpt": args.ckpt, "parameters": params,
+                                               "length": args.length, "results": rows}, indent=1))
 
 
 if __name__ == "__main__":

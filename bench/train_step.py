@@ -4,6 +4,7 @@ minimal plain-PyTorch loop of the same network, on torch-rnn's benchmark grid, s
     python bench/train_step.py                       # LSTM 1/2/3 layers x 64/128/256/512, batch 50, seq 50
     python bench/train_step.py --grid 3x512 --steps 30 --device cuda
     python bench/train_step.py --grid 3x512 1x128 --device cuda --cuda_graph   # + ours with --model.cuda_graph
+    python bench/train_step.py --grid 1x64 --json out.json                     # also the figures as JSON
 
 Each measurement runs in a fresh process (so peak memory is its own) on tiny-shakespeare (data/),
 with the same data, optimizer (fused Adam, lr 2e-3), gradient clipping (5) and carried hidden state. It
@@ -114,6 +115,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--logdir", default="/tmp/charrnn-bench-logs")
     p.add_argument("--cuda_graph", action="store_true", help="also time ours with --model.cuda_graph true")
+    p.add_argument("--json", help="also write the figures here (rewritten after each configuration)")
     p.add_argument("--child", nargs=3, metavar=("IMPL", "LAYERS", "SIZE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -130,13 +132,22 @@ def main() -> None:
           f"{'plain MB':>10}{'ours MB':>9}" + (f"{'graph ms/it':>13}{'plain/graph':>13}{'graph MB':>10}"
                                                 f"{'final loss plain/ours/graph':>30}" if args.cuda_graph else ""))
     impls = ("plain", "ours", "graph") if args.cuda_graph else ("plain", "ours")
+    table = []
     for entry in args.grid:
         layers, size = (int(v) for v in entry.split("x"))
         results = {}
         for impl in impls:
             cmd = [sys.executable, __file__, *sys.argv[1:], "--child", impl, str(layers), str(size)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            results[impl] = json.loads(out.strip().splitlines()[-1])
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                sys.exit(f"{entry} {impl} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[impl]["ms_per_step"] = 1000 * results[impl]["seconds"] / args.steps
+        if args.json:
+            table.append({"grid": entry, **results})
+            Path(args.json).write_text(json.dumps({"device": args.device, "steps": args.steps, "warmup": args.warmup,
+                                                   "batch_size": args.batch_size, "seq_length": args.seq_length,
+                                                   "results": table}, indent=1))
         plain, ours = (1000 * results[i]["seconds"] / args.steps for i in ("plain", "ours"))
         line = (f"{entry:>6}{plain:>13.2f}{ours:>12.2f}{ours / plain:>7.2f}"
                 f"{chars / results['plain']['seconds']:>15,.0f}"

@@ -29,6 +29,12 @@ def read_scalars(logdir: str | os.PathLike) -> dict[str, list[Point]]:
     return {tag: [Point(e.step, e.wall_time, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+def first_wall_time(logdir: str | os.PathLike) -> float:
+    """When the event file was opened (Unix time): Lightning opens it just before the sanity check and
+    the first training step, after the data is prepared; a base for "validation loss after t seconds"."""
+    return _load(logdir).FirstEventTimestamp()
+
+
 def read_texts(logdir: str | os.PathLike, tag: str = "samples") -> list[tuple[int, str]]:
     """Text summaries (e.g. the training samples) as (step, text)."""
     acc = _load(logdir)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_NAME = "tiny-shakespeare.txt"
@@ -76,3 +78,38 @@ def debug_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    "--data.input_txt", "tiny.txt", "--data.url", "null"], work)
     (work / "stdout.txt").write_text(proc.stdout)
     return work
+
+
+# ---- tests marked `cuda` -------------------------------------------------------------------------------
+# Without CUDA they are skipped with a reason that says so, and the session's summary counts them, so a
+# run without a GPU never reads as if they had passed. CHARRNN_REQUIRE_CUDA=1 (bench/gpu_check.py sets it
+# on the GPU machine) turns that skip into a failure. CHARRNN_CUDA_TESTS_ON=cpu runs the ones that take
+# the `cuda_device` fixture on the CPU instead, to check a test's own code before it meets a GPU (it
+# proves nothing about CUDA).
+NO_CUDA_REASON = "needs CUDA (none here): run `pytest -m cuda` on a GPU machine, or bench/gpu_check.py"
+_NOT_RUN = pytest.StashKey[int]()
+
+
+def _on_cpu_instead(item: pytest.Item) -> bool:
+    return os.environ.get("CHARRNN_CUDA_TESTS_ON") == "cpu" and "cuda_device" in getattr(item, "fixturenames", ())
+
+
+@pytest.fixture
+def cuda_device() -> str:
+    """The device a `cuda` test trains on: cuda, or cpu under CHARRNN_CUDA_TESTS_ON=cpu without CUDA."""
+    return "cuda" if torch.cuda.is_available() or os.environ.get("CHARRNN_CUDA_TESTS_ON") != "cpu" else "cpu"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("cuda") is None or torch.cuda.is_available() or _on_cpu_instead(item):
+        return
+    item.config.stash[_NOT_RUN] = item.config.stash.get(_NOT_RUN, 0) + 1
+    if os.environ.get("CHARRNN_REQUIRE_CUDA") == "1":
+        pytest.fail("CHARRNN_REQUIRE_CUDA=1 but torch.cuda.is_available() is False", pytrace=False)
+    pytest.skip(NO_CUDA_REASON)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    count = config.stash.get(_NOT_RUN, 0)
+    if count:
+        terminalreporter.write_line(f"{count} CUDA test(s) not run: no CUDA on this machine", yellow=True)

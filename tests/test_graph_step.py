@@ -2,7 +2,8 @@
 
 On a CPU the step runs uncaptured, so these tests check everything but the capture itself: the same
 losses, gradient norms and weights as Lightning's own step, with clipping, a schedule, dropout, weight drop and
-the carried state reset by validation. With CUDA, the captured graph is checked against the eager step.
+the carried state reset by validation. With CUDA, the captured graph is checked against the eager step (marked
+`cuda`: skipped, with the reason shown, on a machine without one).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def test_checkpoints_keep_a_plain_learning_rate():
     assert type(portable["param_groups"][0]["lr"]) is float and saved["param_groups"][0]["lr"] is lr
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.cuda
 def test_the_captured_graph_repeats_the_eager_step():
     def run(capture: bool) -> tuple[list[float], dict]:
         torch.manual_seed(0)
