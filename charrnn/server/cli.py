@@ -7,6 +7,7 @@ Speaks torch-rnn-server's protocol for the rnn-writer editor plugin (``GET /gene
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import fields
 
@@ -15,6 +16,7 @@ import uvicorn
 
 from charrnn.checkpoint import CheckpointError
 from charrnn.server.app import create_app
+from charrnn.server.connections import guarded_protocol
 from charrnn.server.loading import load_served_model
 from charrnn.server.options import DEFAULT_TEMPERATURES, CompletionRule, Limits
 from charrnn.stepper import int8_available
@@ -90,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="requests being generated at once; more are answered with 503 at once")
     lim.add_argument("--max-request-bytes", type=int, default=d2.max_request_bytes,
                      help="largest request line, headers or body")
+    lim.add_argument("--worker-grace", type=float, default=d2.worker_grace,
+                     help="seconds past --deadline a worker may take to answer; then it is taken for hung, "
+                          "killed and replaced, and its requests get 503")
+    lim.add_argument("--read-timeout", type=float, default=d2.read_timeout,
+                     help="seconds a connection has to send a request's line and headers (from connecting or its "
+                          "last answer), and again its body; slower ones are closed")
+    lim.add_argument("--max-connections", type=int, default=d2.max_connections,
+                     help="open connections; one more closes the one idle the longest, or gets 503 if none is idle")
     return p
 
 
@@ -134,9 +144,12 @@ def main(argv: list[str] | None = None) -> int:
               "rule); --no-lowercase keeps their case", file=sys.stderr, flush=True)
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level,
-        http="h11", h11_max_incomplete_event_size=limits.max_request_bytes,
-        # Connections beyond this get uvicorn's own 503; requests beyond --max-pending get ours.
-        limit_concurrency=max(64, 4 * limits.max_pending), timeout_keep_alive=5,
+        # Idle connections are bounded by guarded_protocol, not by uvicorn's limit_concurrency (which
+        # counts them against real requests and answers in plain text); requests beyond --max-pending
+        # get our JSON 503. Every request ends within --deadline + --worker-grace, so shutdown waits no longer.
+        http=guarded_protocol(limits.read_timeout, limits.max_connections),
+        h11_max_incomplete_event_size=limits.max_request_bytes, timeout_keep_alive=5,
+        timeout_graceful_shutdown=math.ceil(limits.deadline + limits.worker_grace + 1),
     )
     server = uvicorn.Server(config)
     server.run()
