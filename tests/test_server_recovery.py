@@ -153,3 +153,35 @@ def cannot_start(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert client.get("/health").json()["status"] == "ok"
         started = time.monotonic()
     assert time.monotonic() - started < 10  # shutdown
+
+
+def test_ctrl_c_ends_the_server_with_hung_workers_and_answers_their_requests(ckpt, tmp_path):
+    log = tmp_path / "server.log"
+    with running_server(ckpt, "--workers", "2", "--deadline", "0.5", "--worker-grace", "30", log=log) as url:
+        pid = server_pid(url)
+        workers = worker_pids(pid)
+        for p in workers:
+            os.kill(p, signal.SIGSTOP)
+        replies: list[httpx.Response | Exception] = []
+
+        def ask() -> None:
+            try:
+                replies.append(api(url, length=50))
+            except httpx.TransportError as e:  # the server closed the connection as it ended
+                replies.append(e)
+
+        waiting = [threading.Thread(target=ask) for _ in range(2)]
+        for t in waiting:
+            t.start()
+        wait_for_pending(url, 2)
+        started = time.monotonic()
+        os.kill(pid, signal.SIGINT)  # what Ctrl-C sends (the workers ignore it; the server stops them)
+        while not exited(pid):
+            assert time.monotonic() - started < 20, "the server did not end on SIGINT"
+            time.sleep(0.1)
+        for t in waiting:
+            t.join(10)
+        assert all(exited(p) for p in workers)
+        for reply in replies:  # the requests its hung workers held were answered, not left waiting
+            assert isinstance(reply, httpx.Response) and "shutting down" in assert_error(reply, 503)
+    assert "Traceback" not in log.read_text()

@@ -193,6 +193,14 @@ class Capacity:
             if gone is not None:
                 gone.cancel()
 
+    def abort(self, why: str) -> None:
+        """Answers every generation still running with WorkerError(``why``); starts no more workers."""
+        with self._lock:
+            self._closing = True
+            workers = list(self._workers)
+        for worker in workers:
+            worker.fail_pending(why)
+
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stops every worker: asks them all, waits ``timeout`` seconds in all, then kills the rest."""
         with self._lock:

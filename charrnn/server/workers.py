@@ -193,6 +193,14 @@ class Worker:
         if job_id in self.pending and not self.closed:
             self.outbox.put(("cancel", job_id))
 
+    def fail_pending(self, why: str) -> None:
+        """Answers every job this worker holds with WorkerError(``why``) now."""
+        with self.lock:
+            failed, self.pending = self.pending, {}
+        for future in failed.values():
+            if not future.done():
+                future.set_exception(WorkerError(why))
+
     def kill(self, why: str) -> None:
         """Ends a worker that stopped answering: its jobs fail at once and ``on_exit`` replaces it."""
         log.error("%s %s; killing it", self.name, why)
