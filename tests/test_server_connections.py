@@ -7,6 +7,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -139,3 +141,11 @@ def test_beyond_every_connection_the_answer_is_the_json_503(ckpt):
             t.join(30)
         assert [r.status_code for r in replies] == [200, 200]
         generate_ok(url)
+
+
+def test_max_connections_beyond_the_open_file_limit_is_refused_naming_the_flag():
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)); "
+            "from charrnn.serve import main; sys.exit(main(['--ckpt', 'x.ckpt', '--max-connections', '1000']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: --max-connections 1000 needs 1064 open files" in proc.stderr
