@@ -123,15 +123,24 @@ def test_a_worker_that_cannot_start_fails_its_requests_and_health_says_so(ckpt, 
 
 def cannot_start(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_served_model(ckpt)
-    app = create_app(model, limits=Limits(workers=1, max_pending=4, deadline=0.5))
+    app = create_app(model, limits=Limits(workers=2, max_pending=4, deadline=0.5))
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/health").json()["status"] == "ok"
         capacity = app.state.context.capacity
         good = capacity._model_bytes
-        capacity._model_bytes = b"not a pickle"  # as if the replacement could not start (out of memory, say)
+        capacity._model_bytes = b"not a pickle"  # as if a replacement could not start (out of memory, say)
+
         os.kill(capacity._workers[0].process.pid, signal.SIGKILL)
         started = time.monotonic()
-        while True:  # the request may meet the dead worker, or its replacement, which fails to start
+        while (health := client.get("/health").json())["status"] != "degraded" or health["starting"]:
+            assert time.monotonic() - started < 60, health
+            time.sleep(0.1)
+        assert health["serving"] == 1 and "could not start" in health["problem"]
+        assert client.get("/generate?start_text=all%3A&n=2").status_code == 200  # the other worker serves
+
+        os.kill(capacity._workers[1].process.pid, signal.SIGKILL)
+        started = time.monotonic()
+        while True:  # a request meets the dead worker, or its replacement, which fails to start
             reply = client.get("/generate?start_text=all%3A&n=2")
             message = assert_error(reply, 503)
             if "could not start" in message:
@@ -147,10 +156,13 @@ def cannot_start(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert time.monotonic() - started < 1  # at once, not after a start
         assert client.get("/health").json()["pending"] == 0
 
-        capacity._model_bytes = good  # whatever it was has passed: the next attempt starts it again
+        capacity._model_bytes = good  # whatever it was has passed: the next attempt starts them again
         monkeypatch.setattr(capacity_module, "RETRY_START", 0.0)
         assert client.post("/v1/generate", json={"prime": "all:", "length": 5}).status_code == 200
-        assert client.get("/health").json()["status"] == "ok"
+        started = time.monotonic()
+        while client.get("/health").json()["status"] != "ok":
+            assert time.monotonic() - started < 60
+            time.sleep(0.1)
         started = time.monotonic()
     assert time.monotonic() - started < 10  # shutdown
 

@@ -89,6 +89,7 @@ class Health(BaseModel):
     max_pending: int
     workers: int
     serving: int = Field(description="workers that can generate now")
+    starting: int = Field(description="workers starting (replacements)")
 
 
 @router.get("/health", response_model=Health, summary="Whether the server can generate, and its load",
@@ -103,7 +104,8 @@ async def health(ctx: Context) -> Health | JSONResponse:
     else:
         status = "starting" if pool.starting else "unavailable"
     report = Health(status=status, problem=pool.problem, model=ctx.model.describe(), pending=capacity.pending,
-                    max_pending=capacity.max_pending, workers=capacity.workers, serving=pool.serving)
+                    max_pending=capacity.max_pending, workers=capacity.workers, serving=pool.serving,
+                    starting=pool.starting)
     if pool.serving:
         return report
     return JSONResponse(report.model_dump(), status_code=503, headers={"Retry-After": "1"})
