@@ -8,9 +8,11 @@ import faulthandler
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -197,3 +199,20 @@ def test_ctrl_c_ends_the_server_with_hung_workers_and_answers_their_requests(ckp
         for reply in replies:  # the requests its hung workers held were answered, not left waiting
             assert isinstance(reply, httpx.Response) and "shutting down" in assert_error(reply, 503)
     assert "Traceback" not in log.read_text()
+
+
+def test_a_hung_workers_slot_comes_back_even_when_its_client_has_gone(ckpt):
+    flags = ("--workers", "1", "--deadline", "0.5", "--worker-grace", "1.5")
+    with running_server(ckpt, *flags) as url:
+        stopped = worker_pids(server_pid(url))
+        os.kill(stopped[0], signal.SIGSTOP)
+        parts = urlsplit(url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(b"GET /generate?start_text=all%3A&n=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_for_pending(url, 1)
+        started = time.monotonic()
+        wait_for_pending(url, 0)  # the worker is taken for hung at the request's limit all the same
+        assert time.monotonic() - started < 5
+        assert exited(stopped[0])
+        new_workers(url, stopped)
+        assert raw_get(url, "/generate?start_text=all%3A&n=2").status_code == 200

@@ -122,10 +122,14 @@ class Capacity:
         for worker in self._workers:
             worker.ready.result(timeout)
 
+    def _problems(self) -> list[str]:
+        with self._lock:
+            return [why for _, why in self._failed.values()]
+
     def status(self) -> PoolStatus:
         self._revive()
         workers = list(self._workers)
-        problems = [why for _, why in self._failed.values()]
+        problems = self._problems()
         if not problems and any(w.closed for w in workers):
             problems.append("a worker stopped; it is being replaced")
         return PoolStatus(sum(w.serving for w in workers), sum(w.starting for w in workers),
@@ -145,7 +149,7 @@ class Capacity:
         for candidates in ([w for w in workers if w.serving], [w for w in workers if w.starting]):
             if candidates:
                 return min(candidates, key=lambda w: w.load)
-        why = "; ".join(why for _, why in self._failed.values()) or "every worker has stopped"
+        why = "; ".join(self._problems()) or "every worker has stopped"
         raise WorkerError(f"no worker can generate ({why}); the server tries to start them again every "
                           f"{RETRY_START:.0f} s")
 
@@ -170,6 +174,7 @@ class Capacity:
             raise
         limit = deadline + self.grace + (0.0 if worker.serving else START_WAIT)
         loop = asyncio.get_running_loop()
+        end = loop.time() + limit
         answer: asyncio.Future[Any] = loop.create_future()
         future.add_done_callback(self._release)
         future.add_done_callback(lambda done: loop.call_soon_threadsafe(_deliver, done, answer))
@@ -181,10 +186,12 @@ class Capacity:
                 return answer.result()
             worker.cancel(job_id)
             answer.cancel()
-            if gone is not None and gone in done:
-                raise ClientGone("the client disconnected")
             why = f"did not answer within {limit:.1f} s"
-            worker.kill(why)  # it has stopped answering: its other jobs fail too, and it is replaced
+            if gone is not None and gone in done:
+                # Nobody waits, but the job's slot comes back only once the worker answers: make sure it does.
+                loop.call_at(end, self._expire, worker, future, why)
+                raise ClientGone("the client disconnected")
+            self._expire(worker, future, why)
             raise WorkerError(f"{worker.name} {why}")
         except asyncio.CancelledError:
             worker.cancel(job_id)
@@ -192,6 +199,13 @@ class Capacity:
         finally:
             if gone is not None:
                 gone.cancel()
+
+    @staticmethod
+    def _expire(worker: Worker, future: Future, why: str) -> None:
+        """Kills ``worker`` if it still holds ``future``: it has stopped answering. Its other jobs fail
+        too, and it is replaced."""
+        if not future.done() and not worker.closed:
+            worker.kill(why)
 
     def abort(self, why: str) -> None:
         """Answers every generation still running with WorkerError(``why``); starts no more workers."""
