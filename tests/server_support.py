@@ -120,3 +120,36 @@ def raw_get(base: str, target: str, headers: dict[str, str] | None = None, timeo
         return httpx.Response(reply.status, headers=reply.getheaders(), content=reply.read())
     finally:
         conn.close()
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The server's worker processes (not multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if parent == pid and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def server_pid(url: str) -> int:
+    port = url.rsplit(":", 1)[1]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"charrnn.serve" in args and port.encode() in args:
+            return int(cmdline.parent.name)
+    raise AssertionError(f"no server process for {url}")
+
+
+def wait_for_pending(url: str, count: int) -> None:
+    end = time.monotonic() + 30
+    while httpx.get(f"{url}/health").json()["pending"] != count:
+        assert time.monotonic() < end, f"never saw {count} pending generations"
+        time.sleep(0.02)

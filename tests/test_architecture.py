@@ -15,7 +15,7 @@ PACKAGE = ROOT / "charrnn"
 TRAINING_ONLY = {"lightning", "jsonargparse"}
 WEB = {"fastapi", "uvicorn", "starlette", "pydantic"}
 WEB_MODULES = {"charrnn.server.app", "charrnn.server.api", "charrnn.server.rnn_writer", "charrnn.server.context",
-               "charrnn.server.cli", "charrnn.serve"}
+               "charrnn.server.connections", "charrnn.server.cli", "charrnn.serve"}
 
 
 def module_name(path: Path) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
-from urllib.parse import quote, unquote
+from contextlib import ExitStack
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import pytest
@@ -161,3 +163,12 @@ def test_health_docs_and_writing_page(server):
     assert {"/", "/generate", "/v1/generate", "/health", "/write"} <= set(paths)
     page = httpx.get(f"{server}/write")
     assert page.status_code == 200 and "<textarea" in page.text and "encodeURIComponent" in page.text
+
+
+def test_idle_connections_with_default_flags_leave_requests_alone(server):
+    address = urlsplit(server).hostname, urlsplit(server).port
+    with ExitStack() as stack:
+        for _ in range(120):  # uvicorn's limit_concurrency answered every request with text 503 past 64 of these
+            stack.enter_context(socket.create_connection(address, timeout=10))
+        reply = generate(server, "start_text=all%3A&n=2")
+        assert reply.status_code == 200 and len(reply.json()["completions"]) == 2

@@ -15,7 +15,16 @@ import httpx
 import pytest
 
 from charrnn.server.cli import build_parser, main
-from tests.server_support import assert_error, free_port, lowercase_checkpoint, raw_get, running_server
+from tests.server_support import (
+    assert_error,
+    free_port,
+    lowercase_checkpoint,
+    raw_get,
+    running_server,
+    server_pid,
+    wait_for_pending,
+    worker_pids,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +47,6 @@ def test_concurrent_requests_keep_their_own_state_and_random_stream(ckpt):
         with ThreadPoolExecutor(8) as pool:
             legacy = list(pool.map(lambda _: raw_get(url, "/generate?start_text=first%20citizen%3A&n=5"), range(8)))
         assert all(r.status_code == 200 and len(r.json()["completions"]) == 5 for r in legacy)
-
-
-def wait_for_pending(url: str, count: int) -> None:
-    end = time.monotonic() + 30
-    while httpx.get(f"{url}/health").json()["pending"] != count:
-        assert time.monotonic() < end, f"never saw {count} pending generations"
-        time.sleep(0.02)
 
 
 def test_beyond_capacity_the_answer_is_503_at_once_and_deadlines_end_work(ckpt):
@@ -76,32 +78,6 @@ def test_a_rule_that_accepts_nothing_still_answers(ckpt):
         reply = raw_get(url, "/generate?start_text=all%3A&n=10")
         assert reply.status_code == 200 and reply.json()["completions"] == []
         assert time.monotonic() - started < 5
-
-
-def worker_pids(pid: int) -> list[int]:
-    """The server's worker processes (not multiprocessing's resource tracker)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if parent == pid and b"spawn_main" in cmdline:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def server_pid(url: str) -> int:
-    port = url.rsplit(":", 1)[1]
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"charrnn.serve" in args and port.encode() in args:
-            return int(cmdline.parent.name)
-    raise AssertionError(f"no server process for {url}")
 
 
 def test_a_worker_that_dies_fails_its_requests_and_is_replaced(ckpt):

@@ -198,7 +198,8 @@ def test_jobs_batched_together_get_what_they_get_alone(random_model, int8):
 
 
 @pytest.mark.parametrize("bad", [dict(default_n=11), dict(workers=4, max_pending=2), dict(deadline=0),
-                                 dict(max_request_bytes=10)])
+                                 dict(max_request_bytes=10), dict(worker_grace=0), dict(read_timeout=-1),
+                                 dict(max_pending=16, max_connections=8)])
 def test_inconsistent_limits_are_refused_naming_the_flag(bad):
     with pytest.raises(ValueError, match="--"):
         Limits(**bad)

@@ -6,7 +6,8 @@ import secrets
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from charrnn.server.context import ServerContext, get_context
@@ -55,7 +56,7 @@ def _refuse(field: str, message: str) -> HTTPException:
 
 
 @router.post("/v1/generate", response_model=GenerateResponse, summary="Continuations of a prime")
-async def generate(body: GenerateRequest, ctx: Context) -> GenerateResponse:
+async def generate(body: GenerateRequest, request: Request, ctx: Context) -> GenerateResponse:
     started = time.perf_counter()
     limits = ctx.limits
     if body.n > limits.max_n:
@@ -69,9 +70,9 @@ async def generate(body: GenerateRequest, ctx: Context) -> GenerateResponse:
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     prime, dropped = ctx.model.vocab.fit(body.prime[-limits.prime_window:])
     seed = secrets.randbits(63) if body.seed is None else body.seed
-    results = await ctx.capacity.run("continuations", prime=prime, n=body.n, length=body.length,
-                                     temperature=body.temperature, top_k=body.top_k, top_p=body.top_p, seed=seed,
-                                     stop=stop, deadline=limits.deadline)
+    results = await ctx.capacity.run("continuations", limits.deadline, request.receive, prime=prime, n=body.n,
+                                     length=body.length, temperature=body.temperature, top_k=body.top_k,
+                                     top_p=body.top_p, seed=seed, stop=stop)
     return GenerateResponse(
         completions=[Continuation(text=r.text, finish_reason=r.finish_reason) for r in results],
         prime=prime, dropped=dict(dropped), seed=seed, time=round(time.perf_counter() - started, 4),
@@ -79,15 +80,32 @@ async def generate(body: GenerateRequest, ctx: Context) -> GenerateResponse:
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded", "starting", "unavailable"] = Field(
+        description="ok: every worker can generate; degraded: some can; starting: none yet, one is starting; "
+                    "unavailable: none can (HTTP 503 for these two)")
+    problem: str | None = Field(description="why a worker cannot generate, if one cannot")
     model: dict[str, object]
     pending: int = Field(description="generations running or waiting now")
     max_pending: int
     workers: int
+    serving: int = Field(description="workers that can generate now")
+    starting: int = Field(description="workers starting (replacements)")
 
 
-@router.get("/health", response_model=Health, summary="Liveness and load")
-async def health(ctx: Context) -> Health:
+@router.get("/health", response_model=Health, summary="Whether the server can generate, and its load",
+            responses={503: {"model": Health, "description": "no worker can generate now"}})
+async def health(ctx: Context) -> Health | JSONResponse:
     capacity = ctx.capacity
-    return Health(status="ok", model=ctx.model.describe(), pending=capacity.pending,
-                  max_pending=capacity.max_pending, workers=capacity.workers)
+    pool = capacity.status()
+    if pool.serving == capacity.workers:
+        status = "ok"
+    elif pool.serving:
+        status = "degraded"
+    else:
+        status = "starting" if pool.starting else "unavailable"
+    report = Health(status=status, problem=pool.problem, model=ctx.model.describe(), pending=capacity.pending,
+                    max_pending=capacity.max_pending, workers=capacity.workers, serving=pool.serving,
+                    starting=pool.starting)
+    if pool.serving:
+        return report
+    return JSONResponse(report.model_dump(), status_code=503, headers={"Retry-After": "1"})

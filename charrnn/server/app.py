@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from charrnn import __version__
 from charrnn.server import api, rnn_writer
-from charrnn.server.capacity import Busy, Capacity
+from charrnn.server.capacity import Busy, Capacity, ClientGone
 from charrnn.server.context import ServerContext
 from charrnn.server.loading import ServedModel
 from charrnn.server.options import CompletionRule, Limits
@@ -34,13 +34,14 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
 
 
 class BodyLimit:
-    """Refuses request bodies over ``max_bytes`` with a JSON 413, whether announced or streamed.
+    """Refuses request bodies over ``max_bytes`` with a JSON 413, whether announced or streamed, and
+    bodies that take more than ``timeout`` seconds to arrive with a JSON 408.
 
     (The request line and headers are bounded by the HTTP parser, see ``cli.py``.)
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float) -> None:
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -51,8 +52,14 @@ class BodyLimit:
         if not declared.isdigit() or int(declared) > self.max_bytes:
             return await too_big(scope, receive, send)
         body, more = b"", True
+        end = asyncio.get_running_loop().time() + self.timeout
         while more:  # read it all first (it is small), so the app never sees a partial body
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), end - asyncio.get_running_loop().time())
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                late = error(408, f"the request body did not arrive within {self.timeout:g} s (--read-timeout)",
+                             {"Connection": "close"})
+                return await late(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
@@ -88,6 +95,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def busy(_: Request, exc: Busy) -> JSONResponse:
         return error(503, str(exc), {"Retry-After": "1"})
 
+    @app.exception_handler(ClientGone)
+    async def gone(_: Request, exc: ClientGone) -> JSONResponse:
+        return error(499, str(exc))  # nobody reads it: for the access log
+
     @app.exception_handler(WorkerError)
     async def worker_failed(_: Request, exc: WorkerError) -> JSONResponse:
         log.error("generation failed: %s", exc)
@@ -119,12 +130,11 @@ def create_app(model: ServedModel, rule: CompletionRule | None = None, limits: L
         int8: sample with 8-bit integer products (see :mod:`charrnn.stepper`).
         torch_threads: torch threads in each worker process.
 
-    The ``limits.workers`` worker processes start here, each loading ``model.source``; the app answers
-    once they all have.
+    The ``limits.workers`` worker processes start here, each given ``model`` (not its file, which may
+    change while the server runs); the app answers once they all have.
     """
     rule, limits = rule or CompletionRule(), limits or Limits()
-    device = str(next(model.net.parameters()).device)
-    capacity = Capacity(model.source, device, limits.workers, limits.max_pending, int8, torch_threads)
+    capacity = Capacity(model, limits.workers, limits.max_pending, int8, torch_threads, limits.worker_grace)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -151,5 +161,5 @@ def create_app(model: ServedModel, rule: CompletionRule | None = None, limits: L
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"])
-    app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes, timeout=limits.read_timeout)
     return app

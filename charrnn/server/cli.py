@@ -7,6 +7,9 @@ Speaks torch-rnn-server's protocol for the rnn-writer editor plugin (``GET /gene
 from __future__ import annotations
 
 import argparse
+import asyncio
+import math
+import socket
 import sys
 from dataclasses import fields
 
@@ -15,6 +18,8 @@ import uvicorn
 
 from charrnn.checkpoint import CheckpointError
 from charrnn.server.app import create_app
+from charrnn.server.capacity import Capacity
+from charrnn.server.connections import guarded_protocol
 from charrnn.server.loading import load_served_model
 from charrnn.server.options import DEFAULT_TEMPERATURES, CompletionRule, Limits
 from charrnn.stepper import int8_available
@@ -90,11 +95,56 @@ def build_parser() -> argparse.ArgumentParser:
                      help="requests being generated at once; more are answered with 503 at once")
     lim.add_argument("--max-request-bytes", type=int, default=d2.max_request_bytes,
                      help="largest request line, headers or body")
+    lim.add_argument("--worker-grace", type=float, default=d2.worker_grace,
+                     help="seconds past --deadline a worker may take to answer; then it is taken for hung, "
+                          "killed and replaced, and its requests get 503")
+    lim.add_argument("--read-timeout", type=float, default=d2.read_timeout,
+                     help="seconds a connection has to send a request's line and headers (from connecting or its "
+                          "last answer), and again its body; slower ones are closed")
+    lim.add_argument("--max-connections", type=int, default=d2.max_connections,
+                     help="open connections; one more closes the one idle the longest, or gets 503 if none is idle")
     return p
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, whose shutdown (SIGTERM, Ctrl-C) lets running generations reach their deadline,
+    then answers those still waiting (a hung worker's) with the JSON 503, so it never waits on a worker."""
+
+    def __init__(self, config: uvicorn.Config, capacity: Capacity, deadline: float) -> None:
+        super().__init__(config)
+        self.capacity, self.deadline = capacity, deadline
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:  # no new connections while the running generations end
+            server.close()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.deadline + 0.5
+        while self.capacity.pending and loop.time() < end:
+            await asyncio.sleep(0.05)
+        self.capacity.abort("the server is shutting down")
+        await super().shutdown(sockets)
 
 
 def _pick(args: argparse.Namespace, cls: type) -> dict[str, object]:
     return {f.name: getattr(args, f.name) for f in fields(cls)}
+
+
+def _open_files_for(connections: int) -> str | None:
+    """Raises this process's open-file limit to fit ``connections`` (plus the server's own files) if the
+    hard limit allows; the problem, if it does not."""
+    try:
+        import resource
+    except ImportError:  # not on this platform: nothing to check
+        return None
+    needed = connections + 64  # worker pipes, the model, the listening socket, logs
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        return (f"--max-connections {connections} needs {needed} open files, but this process may open at most {hard} "
+                "(ulimit -Hn); lower --max-connections")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if not 0 <= args.port < 65536:
         parser.error(f"--port {args.port} must be between 0 and 65535")
+    if (problem := _open_files_for(limits.max_connections)) is not None:
+        parser.error(problem)
     if args.torch_threads < 1:
         parser.error(f"--torch-threads {args.torch_threads} must be ≥1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -136,12 +188,18 @@ def main(argv: list[str] | None = None) -> int:
               "rule); --no-lowercase keeps their case", file=sys.stderr, flush=True)
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level,
-        http="h11", h11_max_incomplete_event_size=limits.max_request_bytes,
-        # Connections beyond this get uvicorn's own 503; requests beyond --max-pending get ours.
-        limit_concurrency=max(64, 4 * limits.max_pending), timeout_keep_alive=5,
+        # Idle connections are bounded by guarded_protocol, not by uvicorn's limit_concurrency (which
+        # counts them against real requests and answers in plain text); requests beyond --max-pending
+        # get our JSON 503.
+        http=guarded_protocol(limits.read_timeout, limits.max_connections),
+        h11_max_incomplete_event_size=limits.max_request_bytes, timeout_keep_alive=5,
+        timeout_graceful_shutdown=math.ceil(limits.deadline) + 3,  # a backstop: Server.shutdown answers them first
     )
-    server = uvicorn.Server(config)
-    server.run()
+    server = Server(config, app.state.context.capacity, limits.deadline)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down cleanly
+        return 130
     return 0 if server.started else 1
 
 

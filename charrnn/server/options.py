@@ -66,6 +66,11 @@ class Limits:
             CPU core, up to 8.
         max_pending: requests being generated at once; beyond, the answer is 503 at once.
         max_request_bytes: largest request line, headers or body accepted (bytes).
+        worker_grace: seconds past ``deadline`` a worker may take to answer; then it is taken for hung,
+            killed and replaced, and its requests get 503.
+        read_timeout: seconds a connection has to send a request head (from connecting or its last
+            answer), and again its body; then it is closed (a late body gets 408).
+        max_connections: open connections; one more closes the one idle the longest, or gets 503.
     """
 
     max_n: int = 10
@@ -77,6 +82,9 @@ class Limits:
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     max_pending: int = 16
     max_request_bytes: int = 4 * 1024 * 1024
+    worker_grace: float = 5.0
+    read_timeout: float = 10.0
+    max_connections: int = 1000
 
     def __post_init__(self) -> None:
         checks = {
@@ -85,8 +93,11 @@ class Limits:
             "--max-length": self.max_length >= 1, "--deadline": self.deadline > 0,
             "--workers": self.workers >= 1, "--max-pending": self.max_pending >= self.workers,
             "--max-request-bytes": self.max_request_bytes >= 16384,
+            "--worker-grace": self.worker_grace > 0, "--read-timeout": self.read_timeout > 0,
+            "--max-connections": self.max_connections >= self.max_pending,
         }
         bad = [flag for flag, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"{', '.join(bad)}: out of range (see --help; --default-n ≤ --max-n, "
-                             "--max-pending ≥ --workers, --max-request-bytes ≥ 16384)")
+                             "--max-pending ≥ --workers, --max-request-bytes ≥ 16384, "
+                             "--max-connections ≥ --max-pending)")

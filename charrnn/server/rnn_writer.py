@@ -50,6 +50,6 @@ async def generate(request: Request, ctx: Context) -> dict[str, object]:
     query = read_generate_query(request.scope.get("query_string", b""), limits.max_n, limits.default_n,
                                 limits.max_start_text)
     prime = legacy_prime(ctx.model.vocab, query.start_text, ctx.rule, limits.prime_window)
-    completions = await ctx.capacity.run("completions", prime=prime, n=query.n, rule=ctx.rule,
-                                         deadline=limits.deadline, seed=secrets.randbits(63))
+    completions = await ctx.capacity.run("completions", limits.deadline, request.receive, prime=prime, n=query.n,
+                                         rule=ctx.rule, seed=secrets.randbits(63))
     return {"start_text": query.echo, "completions": completions, "time": f"{time.perf_counter() - started:.2f}"}

@@ -75,6 +75,23 @@ try {
   await page.keyboard.press("ArrowRight");
   assert.equal((await state()).value, accepted + second + " ");
 
+  // Whatever precedes the cursor, Tab gets an answer: the window is 48 characters (code points), so it
+  // never splits an emoji (a half of one made encodeURIComponent throw), and a lone surrogate is sent as U+FFFD.
+  const lone = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+  for (const text of ["x".repeat(10) + "\u{1F600}" + "a".repeat(47), "all: " + "\u{1F600}".repeat(60),
+                      "first citizen:\uD800 before we \uDC00", "\u{1F600}"]) {
+    await box.evaluate((t, v) => { t.value = v; t.focus(); t.setSelectionRange(v.length, v.length); }, text);
+    const n = asked.length;
+    await page.keyboard.press("Tab");
+    await status.filter({ hasText: /^(suggestion 1 of \d|no suggestion this time|the server did not answer)/ })
+      .waitFor({ timeout: 20000 });
+    assert.equal(await page.locator("#status.error").count(), 0, await status.textContent());
+    assert.equal(asked.length, n + 1);
+    assert.equal(asked[n].searchParams.get("start_text"), Array.from(text).slice(-48).join("").replace(lone, "\uFFFD"));
+    await page.keyboard.press("Escape");
+  }
+  await box.evaluate((t, v) => { t.value = v; t.setSelectionRange(v.length, v.length); }, accepted + second + " ");
+
   // Typing goes on as usual; a server's message is shown as an error and changes nothing.
   await page.keyboard.type("Yes.");
   const before = (await state()).value;
