@@ -19,7 +19,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from charrnn.server import capacity as capacity_module
-from charrnn.server import create_app, load_served_model
+from charrnn.server.app import create_app
+from charrnn.server.loading import load_served_model
 from charrnn.server.options import Limits
 from tests.server_support import (
     CORPUS,
