@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins import CheckpointIO
@@ -14,7 +15,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from charrnn import resume
+from charrnn import predictions, resume
 from charrnn.checkpoint import CheckpointError, model_spec
 from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.data import CharDataModule
@@ -88,6 +89,17 @@ class CharRNNCLI(LightningCLI):
         if best and best.best_model_score is not None:
             score = f" ({best.monitor} {float(best.best_model_score):.4f})"
         print(f"\nBest checkpoint: {path}{score}\nTry it:  python sample.py --ckpt {path} --length 500")
+
+
+    def after_predict(self) -> None:
+        """Prints the losses and writes them all to ``predictions.csv`` in the run's log directory."""
+        if not self.trainer.is_global_zero:
+            return
+        batches = self.trainer.predict_loop.predictions
+        path = resume.shown(Path(self.trainer.log_dir or ".") / "predictions.csv")
+        if batches:
+            predictions.write_csv(batches, path)
+        print(predictions.summary(batches, path))
 
 
 def cli_main(args: list[str] | None = None) -> CharRNNCLI:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import subprocess
 import sys
@@ -132,3 +133,23 @@ def test_last_checkpoint_is_current_when_max_steps_is_off_the_interval(tmp_path,
     cli = cli_main(["fit", "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
                     "--trainer.max_steps", "25", "--ckpt_path", "last"])
     assert cli.trainer.global_step == 25
+
+
+def test_predict_prints_the_losses_and_writes_them_to_a_file(debug_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(debug_run)
+    common = ["--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+              "--ckpt_path", "checkpoints/debug/last.ckpt", "--trainer.logger", "false",
+              "--trainer.default_root_dir", str(tmp_path)]
+    tested = cli_main(["test", *common]).trainer.callback_metrics["test/loss"]
+    capsys.readouterr()
+    cli_main(["predict", *common])
+    out = capsys.readouterr().out
+    with open(tmp_path / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    batches = {int(r["batch"]) for r in rows}
+    streams = {int(r["stream"]) for r in rows}
+    assert len(rows) == len(batches) * len(streams) > 1
+    mean = sum(float(r["loss"]) for r in rows) / len(rows)
+    assert abs(mean - float(tested)) < 1e-4  # the test subcommand's loss, computed the other way
+    assert f"{len(batches)} batches x {len(streams)} streams" in out and f"mean loss {mean:.4f}" in out
+    assert f"every batch's per-stream loss: {tmp_path / 'predictions.csv'}" in out
