@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -34,12 +35,31 @@ class CharRNNCLI(LightningCLI):
         super().parse_arguments(parser, args)
         # Check an explicit --ckpt_path before anything reads it; `last` is resolved once the
         # Trainer knows its checkpoint directories (before_fit, ...).
+        self._ckpt: dict[str, Any] | None = None
         path = self._subconfig().get("ckpt_path")
         if path and path not in ("last", *resume.SPECIAL):
             try:
-                resume.load_checked(path, fitting=self.config.get("subcommand") == "fit")
+                self._ckpt = resume.load_checked(path, fitting=self.config.get("subcommand") == "fit")
             except CheckpointError as e:
                 raise CheckpointError(f"--ckpt_path {e}") from None
+            # The model settings that the configs and flags give (defaults left out).
+            given = parser.parse_args(args, defaults=False) if not isinstance(args, (dict, Namespace)) else args
+            given = given.get(given.subcommand) if given.get("subcommand") else given
+            self._given_model = set((given.get("model") or Namespace()).keys())
+
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path FILE``: Lightning's CLI would replace every model setting with the checkpoint's,
+        dropping the flags without a word. Here the checkpoint fills in only what no config or flag
+        gives, and what they give is checked against it (``resume.compare``)."""
+        if self._ckpt is None:
+            return
+        cfg = self._subconfig()
+        saved = {k: v for k, v in self._ckpt.get("hyper_parameters", {}).items() if k in cfg.model and k != "vocab"}
+        ours = {k: cfg.model[k] for k in saved if k in self._given_model}
+        resume.compare(Path(cfg.ckpt_path), saved, ours, self.config.subcommand)
+        for k, v in saved.items():
+            if k not in self._given_model:
+                cfg.model[k] = v
 
     def before_instantiate_classes(self) -> None:
         """Fine-tuning: ``--model.init_from`` brings its architecture and (unless ``--data.vocab_from``
@@ -72,7 +92,7 @@ class CharRNNCLI(LightningCLI):
 
     def _resolve_ckpt_path(self) -> None:
         cfg = self.config_init[self.subcommand]
-        cfg.ckpt_path = resume.resolve(cfg.get("ckpt_path"), self.trainer, self.model, self.subcommand == "fit")
+        cfg.ckpt_path = resume.resolve(cfg.get("ckpt_path"), self.trainer, self.model, self.subcommand)
 
     before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
 

@@ -4,11 +4,18 @@
 directories, as in Lightning, with three differences: with none there it is an error, not a fresh
 start; a damaged or unsafe newest file is skipped, with a warning, for the newest good one; and a
 checkpoint of another model (vocabulary or architecture) is refused instead of half-loaded.
+
+Model settings that differ from the checkpoint's are never dropped without a word (see ``compare``):
+the architecture must match; what the resumed optimizer and schedule state decide (learning rate,
+schedule, weight decay, ...) is refused when training, as it could not take effect; what is read at
+every step (``state_reset_prob``, ``cuda_graph``) takes effect, and says so; what evaluation does not
+use is named as unused.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,12 @@ from charrnn.callbacks.stop_checkpoint import StopCheckpoint
 from charrnn.checkpoint import NET_ARGS, CheckpointError, read_checkpoint
 
 RESUMABLE_KEYS = ("loops", "optimizer_states", "global_step")
+# Model settings that a resumed run takes from the checkpoint's optimizer and scheduler state (or, for
+# init_from, its weights): a different value could not take effect, so training refuses it.
+FROM_OPTIMIZER_STATE = ("learning_rate", "weight_decay", "lr_schedule", "lr_decay_every", "lr_decay_factor",
+                        "warmup_steps", "min_lr_ratio", "init_from")
+# Read at every training step: a new value takes effect from the resumed step on.
+PER_STEP = ("state_reset_prob", "cuda_graph")
 SPECIAL = ("best", "hpc")  # resolved by Lightning itself
 
 
@@ -60,17 +73,48 @@ def load_checked(path: Path, fitting: bool) -> dict[str, Any]:
     return ckpt
 
 
-def check_matches(path: Path, ckpt: dict[str, Any], model: L.LightningModule) -> None:
-    """Refuses a checkpoint of another model: another vocabulary or architecture than this run's."""
+def compare(path: Path, saved: Mapping[str, Any], ours: Mapping[str, Any], stage: str) -> None:
+    """Checks this run's model settings ``ours`` against the checkpoint's hyperparameters ``saved``
+    (keys present in both, the vocabulary aside): refuses a different architecture, and when
+    training (``stage`` "fit") a different optimizer or schedule setting; reports the rest."""
+    def differ(keys: tuple[str, ...] | None = None) -> list[str]:
+        return [k for k in ours if k in saved and k != "vocab" and saved[k] != ours[k]
+                and (keys is None or k in keys)]
+
+    arch = differ(NET_ARGS)
+    if arch:
+        diffs = "; ".join(f"{k}: {saved[k]!r} there, {ours[k]!r} here" for k in arch)
+        raise ResumeError(f"checkpoint {path} belongs to another model ({diffs}). Resume with the config and "
+                          "data that wrote it, or start the new run in its own ModelCheckpoint dirpath (or "
+                          "from its weights with --model.init_from)")
+    rest = [k for k in differ() if k not in arch]
+    flags = ", ".join(f"--model.{k} {ours[k]!r} (checkpoint: {saved[k]!r})" for k in rest)
+    if not rest:
+        return
+    if stage != "fit":
+        rank_zero_info(f"--ckpt_path {path}: {stage} does not train, so these are not used: {flags}")
+        return
+    fixed = [k for k in rest if k not in PER_STEP]
+    if fixed:
+        named = ", ".join(f"--model.{k} {ours[k]!r} (checkpoint: {saved[k]!r})" for k in fixed)
+        raise ResumeError(f"--ckpt_path {path}: {named}: a resumed run continues the checkpoint's optimizer and "
+                          "schedule, so this cannot take effect. Leave it as the checkpoint has it, or start a "
+                          f"new run from these weights with --model.init_from {path}")
+    rank_zero_info(f"--ckpt_path {path}: taking effect from the resumed step on: {flags}")
+
+
+def check_matches(path: Path, ckpt: dict[str, Any], model: L.LightningModule, stage: str = "fit") -> None:
+    """Refuses a checkpoint of another model (another vocabulary or architecture than this run's), and
+    settings that contradict it (``compare``)."""
     saved, ours = ckpt["hyper_parameters"], model.hparams
-    diffs = [f"{k}: {saved.get(k)!r} there, {ours.get(k)!r} here"
-             for k in NET_ARGS if k in saved and k in ours and saved[k] != ours[k]]
     if list(saved["vocab"]) != list(ours["vocab"]):
-        diffs.append(f"vocabulary: {len(saved['vocab'])} tokens there, {len(ours['vocab'])} from the data here")
-    if diffs:
-        raise ResumeError(f"checkpoint {path} belongs to another model ({'; '.join(diffs)}). Resume with the "
-                          "config and data that wrote it, or start the new run in its own ModelCheckpoint "
-                          "dirpath (or from its weights with --model.init_from)")
+        arch = "".join(f"; {k}: {saved[k]!r} there, {ours[k]!r} here"
+                       for k in NET_ARGS if k in saved and k in ours and saved[k] != ours[k])
+        raise ResumeError(f"checkpoint {path} belongs to another model (vocabulary: {len(saved['vocab'])} tokens "
+                          f"there, {len(ours['vocab'])} from the data here{arch}). Resume with the config and "
+                          "data that wrote it, or start the new run in its own ModelCheckpoint dirpath (or "
+                          "from its weights with --model.init_from)")
+    compare(path, saved, ours, stage)
 
 
 def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any]]:
@@ -98,8 +142,9 @@ def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any
                       + ". Remove or repair them, or leave out --ckpt_path to start a new run")
 
 
-def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule, fitting: bool) -> str | None:
+def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule, stage: str) -> str | None:
     """The checkpoint file the run starts from, checked to load safely and to fit ``model``."""
+    fitting = stage == "fit"
     if not ckpt_path or ckpt_path in SPECIAL:
         return ckpt_path
     if ckpt_path == "last":
@@ -110,6 +155,6 @@ def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule,
             ckpt = load_checked(path, fitting)
         except CheckpointError as e:
             raise CheckpointError(f"--ckpt_path {e}") from None
-    check_matches(path, ckpt, model)
+    check_matches(path, ckpt, model, stage)
     rank_zero_info(f"{'Resuming' if fitting else 'Loading'} from {path} (global step {ckpt.get('global_step', '?')})")
     return str(path)
