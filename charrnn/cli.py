@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from charrnn import predictions, resume
+from charrnn.atomic import NoSpaceError
 from charrnn.checkpoint import CheckpointError, model_spec
 from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.data import CharDataModule
@@ -139,6 +140,10 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
         )
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except NoSpaceError as e:
+        print(f"error: {e}; nothing partial was left. Free some space and run the command again "
+              "(training continues from its newest whole checkpoint with --ckpt_path last)", file=sys.stderr)
         raise SystemExit(2) from None
     except SIGTERMException:
         print("Stopped by SIGTERM. Continue with the same command and --ckpt_path last", file=sys.stderr)

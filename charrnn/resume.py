@@ -137,9 +137,32 @@ def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any
         if skipped:
             rank_zero_warn("--ckpt_path last: skipped " + "; skipped ".join(skipped)
                            + f". Falling back to the previous good checkpoint {path}")
-        return path, ckpt
+        return newer_than_last(path, ckpt, files, preferred, fitting)
     raise ResumeError("--ckpt_path last: no usable checkpoint; " + "; ".join(skipped)
                       + ". Remove or repair them, or leave out --ckpt_path to start a new run")
+
+
+def newer_than_last(path: Path, ckpt: dict[str, Any], files: list[Path], preferred: set[Path], fitting: bool,
+                    ) -> tuple[Path, dict[str, Any]]:
+    """``path`` (a ``last`` file), or a whole checkpoint written after it of a later step: a save that
+    failed (a full disk) after ``step=N.ckpt`` was written leaves ``last.ckpt`` behind it."""
+    if path not in preferred:
+        return path, ckpt
+    written = path.stat().st_mtime
+    for other in files:  # newest first
+        if other.stat().st_mtime <= written:
+            break
+        if other in preferred:
+            continue
+        try:
+            newer = load_checked(other, fitting)
+        except CheckpointError:
+            continue
+        if newer.get("global_step", -1) > ckpt.get("global_step", -1):
+            rank_zero_warn(f"--ckpt_path last: {path} (step {ckpt.get('global_step')}) is older than {other} "
+                           f"(step {newer.get('global_step')}), as after a save that failed: resuming from {other}")
+            return other, newer
+    return path, ckpt
 
 
 def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule, stage: str) -> str | None:
