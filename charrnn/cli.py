@@ -18,6 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from charrnn import predictions, resume
 from charrnn.atomic import NoSpaceError
+from charrnn.callbacks.run_directory import RunDirectory
 from charrnn.checkpoint import CheckpointError, model_spec
 from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.data import CharDataModule
@@ -84,16 +85,24 @@ class CharRNNCLI(LightningCLI):
             rank_zero_info(f"--model.init_from {init}: architecture taken from it: {', '.join(changed)}")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Saves through SafeCheckpointIO unless the config names another CheckpointIO plugin."""
+        """Saves through SafeCheckpointIO unless the config names another CheckpointIO plugin; RunDirectory
+        goes first among the callbacks."""
         plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, list) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(SafeCheckpointIO())
-        return super().instantiate_trainer(**{**kwargs, "plugins": plugins})
+        run_directory = RunDirectory()
+        trainer = super().instantiate_trainer(**{**kwargs, "plugins": plugins})
+        trainer.callbacks.insert(0, run_directory)
+        run_directory.claim = [lg for lg in trainer.loggers if getattr(lg, "_version", 0) is None]
+        return trainer
 
     def _resolve_ckpt_path(self) -> None:
         cfg = self.config_init[self.subcommand]
         cfg.ckpt_path = resume.resolve(cfg.get("ckpt_path"), self.trainer, self.model, self.subcommand)
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, RunDirectory):
+                cb.start(self.trainer, self.model, self.subcommand, cfg.ckpt_path)
 
     before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
 

@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -99,6 +100,24 @@ def signal_at(step: int, signum: int) -> str:
     """An overlay callback entry for SignalAt."""
     return (f"    - class_path: tests.resume_support.SignalAt\n"
             f"      init_args:\n        step: {step}\n        signum: {int(signum)}\n")
+
+
+class WaitFor(L.Callback):
+    """After optimizer step ``step``, waits (up to a minute) until the file ``path`` exists."""
+
+    def __init__(self, path: str, step: int = 2) -> None:
+        self.path, self.step = Path(path), step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        deadline = time.monotonic() + 60
+        while trainer.global_step == self.step and not self.path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def wait_for(path: Path, step: int = 2) -> str:
+    """An overlay callback entry for WaitFor."""
+    return (f"    - class_path: tests.resume_support.WaitFor\n"
+            f"      init_args:\n        path: {path}\n        step: {step}\n")
 
 
 class DiskFullAt(L.Callback):

@@ -76,7 +76,8 @@ def test_a_full_disk_is_one_line_leaves_nothing_partial_and_last_resumes_the_new
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line.startswith(f"error: no space left writing {work / 'ckpt' / 'last.ckpt'}; nothing partial")
     assert "--ckpt_path last" in last_line
-    assert sorted(p.name for p in (work / "ckpt").iterdir()) == ["last.ckpt", "step=10.ckpt", "step=5.ckpt"]
+    left = sorted(p.name for p in (work / "ckpt").iterdir() if p.name != ".lock")  # the run lock (RunDirectory)
+    assert left == ["last.ckpt", "step=10.ckpt", "step=5.ckpt"]  # no partial .last.ckpt.tmp-PID
     assert state(work / "ckpt" / "last.ckpt")["global_step"] == 5
     assert state(work / "ckpt" / "step=10.ckpt")["global_step"] == 10
 
