@@ -10,13 +10,13 @@ from typing import Any
 
 from jsonargparse import Namespace
 from lightning.fabric.plugins import CheckpointIO
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from charrnn import predictions, resume
+from charrnn import callbacks, predictions, resume
 from charrnn.atomic import NoSpaceError
 from charrnn.callbacks.run_directory import RunDirectory
 from charrnn.checkpoint import CheckpointError, model_spec
@@ -24,11 +24,27 @@ from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.data import CharDataModule
 from charrnn.model import CharRNN
 
+# The always-present callbacks, each a group of flags and a YAML section of its own.
+GROUPS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
+    # step=N.ckpt every N steps, and last.ckpt; StopCheckpoint's interrupted.ckpt goes there too
+    "checkpoint": (callbacks.ModelCheckpoint, {"dirpath": "checkpoints", "filename": "step={step}",
+                                               "every_n_train_steps": 500, "save_top_k": -1, "save_last": True,
+                                               "auto_insert_metric_name": False}),
+    # the best by validation loss, in the same directory
+    "best_checkpoints": (ModelCheckpoint, {"filename": "best-step={step}-val_loss={val/loss:.4f}",
+                                           "monitor": "val/loss", "save_top_k": 3, "auto_insert_metric_name": False}),
+    "samples": (callbacks.TextSamples, {}),
+}
+
 
 class CharRNNCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The vocabulary comes from the data, never from the config.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
+        for key, (cls, defaults) in GROUPS.items():
+            parser.add_lightning_class_args(cls, key)
+            parser.set_defaults({f"{key}.{k}": v for k, v in defaults.items()})
+        parser.link_arguments("checkpoint.dirpath", "best_checkpoints.dirpath", apply_on="instantiate")
 
     def _subconfig(self) -> Any:
         return self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
@@ -91,11 +107,35 @@ class CharRNNCLI(LightningCLI):
         plugins = list(plugins) if isinstance(plugins, list) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(SafeCheckpointIO())
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs, "plugins": plugins}
+        trainer = self._instantiate_trainer(config, self._group_callbacks(config))
         run_directory = RunDirectory()
-        trainer = super().instantiate_trainer(**{**kwargs, "plugins": plugins})
         trainer.callbacks.insert(0, run_directory)
         run_directory.claim = [lg for lg in trainer.loggers if getattr(lg, "_version", 0) is None]
         return trainer
+
+    def _group_callbacks(self, trainer_config: dict[str, Any]) -> list[Callback]:
+        """The callbacks of the groups, and a StopCheckpoint in the checkpoint directory. A config that lists
+        its own ModelCheckpoint or TextSamples in ``trainer.callbacks`` (as configs did before the groups)
+        keeps those instead, with a warning if the group was set too."""
+        listed = trainer_config.get("callbacks") or []
+        listed = listed if isinstance(listed, list) else [listed]
+        cfg, defaults = self._subconfig(), self._parser(self.subcommand).get_defaults()
+        out = []
+        for key, (cls, _) in GROUPS.items():
+            kind = ModelCheckpoint if issubclass(cls, ModelCheckpoint) else cls
+            if any(isinstance(cb, kind) for cb in listed):
+                if cfg.get(key) != defaults.get(key):
+                    rank_zero_warn(f"--{key}.* is not used: trainer.callbacks lists its own {kind.__name__}. "
+                                   f"Move its settings to the {key}: section of the config")
+                continue
+            if kind is ModelCheckpoint and trainer_config.get("enable_checkpointing") is False:
+                continue
+            out.append(self._get(self.config_init, key))
+        checkpoint = self._get(self.config_init, "checkpoint")
+        if checkpoint in out and not any(isinstance(cb, callbacks.StopCheckpoint) for cb in listed):
+            out.append(callbacks.StopCheckpoint(checkpoint.dirpath))
+        return out
 
     def _resolve_ckpt_path(self) -> None:
         cfg = self.config_init[self.subcommand]
