@@ -95,6 +95,10 @@ def compare(path: Path, saved: Mapping[str, Any], ours: Mapping[str, Any], stage
         rank_zero_info(f"--ckpt_path {path}: {stage} does not train, so these are not used: {flags}")
         return
     fixed = [k for k in rest if k not in PER_STEP]
+    if fixed == ["init_from"]:
+        raise ResumeError(f"--ckpt_path {path}: --model.init_from {ours['init_from']!r} (checkpoint: "
+                          f"{saved['init_from']!r}): a resumed run takes its weights from the checkpoint. Leave out "
+                          "one of the two")
     if fixed:
         named = ", ".join(f"--model.{k} {ours[k]!r} (checkpoint: {saved[k]!r})" for k in fixed)
         raise ResumeError(f"--ckpt_path {path}: {named}: a resumed run continues the checkpoint's optimizer and "
@@ -123,7 +127,10 @@ def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any
         dirs = sorted({str(shown(cb.dirpath)) for cb in trainer.callbacks
                        if isinstance(cb, ModelCheckpoint) and cb.dirpath})
         where = ", ".join(dirs) if dirs else "(no ModelCheckpoint with a dirpath is configured)"
-        raise ResumeError(f"--ckpt_path last: there is no checkpoint to resume from in {where}. "
+        earlier = sorted(str(p) for d in dirs for p in Path(d).glob("earlier-*") if p.is_dir())
+        aside = (f" (a new run moved earlier checkpoints into {', '.join(earlier)}: move them back to continue "
+                 "that run)") if earlier else ""
+        raise ResumeError(f"--ckpt_path last: there is no checkpoint to resume from in {where}{aside}. "
                           "To start a new run, leave out --ckpt_path")
     newest_preferred = [p for p in files if p in preferred][:1]
     order = newest_preferred + [p for p in files if p not in newest_preferred]

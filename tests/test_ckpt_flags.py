@@ -95,3 +95,8 @@ def test_evaluation_names_training_settings_it_does_not_use(run, caplog):
     assert cli.model.hparams.learning_rate == 0.5  # kept as given, and said to be unused
     said = "validate does not train, so these are not used: --model.learning_rate 0.5 (checkpoint: 0.002)"
     assert said in caplog.text
+
+
+def test_init_from_beside_a_resume_is_refused(run, capsys):
+    err = refused(capsys, run, "--ckpt_path", "ckpt/step=5.ckpt", "--model.init_from", "ckpt/step=5.ckpt")
+    assert "--model.init_from 'ckpt/step=5.ckpt' (checkpoint: None): a resumed run takes its weights" in err

@@ -84,3 +84,14 @@ def test_runs_starting_together_get_log_versions_of_their_own(tmp_path: Path, ki
     claim_version(a)
     claim_version(b)
     assert (a.version, b.version) == (1, 2) and (tmp_path / "lightning_logs" / "version_2").is_dir()
+
+
+def test_last_after_a_move_says_where_the_earlier_checkpoints_are(tmp_path, capsys):
+    work = make_work(tmp_path / "work")
+    (work / "ckpt" / "earlier-20260101-000000").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_:
+        fit_in(work, "--ckpt_path", "last")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint to resume from in ckpt (a new run moved earlier checkpoints into " \
+           "ckpt/earlier-20260101-000000: move them back to continue that run)" in err

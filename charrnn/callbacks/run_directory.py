@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from charrnn.callbacks.stop_checkpoint import StopCheckpoint
 from charrnn.checkpoint import CheckpointError
+from charrnn.resume import shown
 
 LOCK_NAME = ".lock"
 EARLIER_PREFIX = "earlier-"
@@ -82,7 +83,7 @@ class RunDirectory(L.Callback):
             f.seek(0)
             holder = f.read().strip() or "unknown"
             f.close()
-            raise DirectoryInUse(f"{directory} is in use by another training run ({holder}). Wait for it to end "
+            raise DirectoryInUse(f"{shown(directory)} is in use by another training run ({holder}). Wait for it to end "
                                  "or stop it, or give this run another checkpoint directory") from None
         f.truncate(0)
         f.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
@@ -132,8 +133,8 @@ def move_aside(directory: Path, pl_module: L.LightningModule) -> None:
     init = pl_module.hparams.get("init_from")
     if init and Path(init).resolve().parent == directory.resolve() and (target / Path(init).name).is_file():
         pl_module.hparams.init_from = str(target / Path(init).name)  # fine-tuning from a file just moved
-    rank_zero_info(f"A new run in {directory}: the {len(old)} checkpoints of the earlier run there are now in "
-                   f"{target} (to continue that run instead, move them back and use --ckpt_path last)")
+    rank_zero_info(f"A new run in {shown(directory)}: the {len(old)} checkpoints of the earlier run there are now "
+                   f"in {shown(target)} (to continue that run instead, move them back and use --ckpt_path last)")
 
 
 def claim_version(logger: Logger) -> None:
