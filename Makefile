@@ -89,6 +89,12 @@ test: $(VENV)/.installed-dev
 
 else
 
+# What the containers run (compose.yaml reads these): CONFIG is a file of the image (/app/CONFIG when
+# relative), CKPT a file of the data directory (DATA_DIR/CKPT when relative), ARGS more training flags.
+export CHARRNN_CONFIG := $(if $(filter /%,$(CONFIG)),$(CONFIG),/app/$(CONFIG))
+export CHARRNN_CKPT := $(if $(filter /%,$(CKPT)),$(CKPT),/data/$(CKPT))
+export CHARRNN_ARGS := $(ARGS)
+
 build:
 	$(DC) build $(if $(GPU),train)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,22 +29,54 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class NoSpaceError(OSError):
+    """The disk (or quota) filled up while writing a file; the message names the file."""
+
+
+class _Remembering:
+    """The file as the writer sees it, remembering the OSError of a failed write: torch.save turns
+    ENOSPC into an unhelpful ``RuntimeError: ... unexpected pos``."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.file, name)
+
+
 def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Calls ``write(file)`` on a temporary file beside ``target``, fsyncs it and renames it over ``target``.
 
     A crash or kill at any moment leaves ``target`` as it was (or absent) and never half-written;
     at worst a hidden ``.NAME.tmp-PID`` file remains, which the next write of ``target`` removes
-    once that process is gone.
+    once that process is gone. A full disk raises NoSpaceError naming ``target``, the partial
+    temporary file removed.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(target)
+    file: _Remembering | None = None
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            file = _Remembering(f)
+            write(file)  # type: ignore[arg-type]  (a BinaryIO in all but name)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
+    except Exception as e:
+        error = e if isinstance(e, OSError) else file and file.error
+        if error is not None and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            full = NoSpaceError(f"no space left writing {target}")
+            full.errno = error.errno
+            raise full from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(target.parent)

@@ -5,26 +5,46 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.fabric.plugins import CheckpointIO
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from charrnn import resume
+from charrnn import callbacks, predictions, resume
+from charrnn.atomic import NoSpaceError
+from charrnn.callbacks.run_directory import RunDirectory
 from charrnn.checkpoint import CheckpointError, model_spec, origin
 from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.data import CharDataModule
 from charrnn.model import CharRNN
+
+# The always-present callbacks, each a group of flags and a YAML section of its own.
+GROUPS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
+    # step=N.ckpt every N steps, and last.ckpt; StopCheckpoint's interrupted.ckpt goes there too
+    "checkpoint": (callbacks.ModelCheckpoint, {"dirpath": "checkpoints", "filename": "step={step}",
+                                               "every_n_train_steps": 500, "save_top_k": -1, "save_last": True,
+                                               "auto_insert_metric_name": False}),
+    # the best by validation loss, in the same directory
+    "best_checkpoints": (ModelCheckpoint, {"filename": "best-step={step}-val_loss={val/loss:.4f}",
+                                           "monitor": "val/loss", "save_top_k": 3, "auto_insert_metric_name": False}),
+    "samples": (callbacks.TextSamples, {}),
+}
 
 
 class CharRNNCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The vocabulary comes from the data, never from the config.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
+        for key, (cls, defaults) in GROUPS.items():
+            parser.add_lightning_class_args(cls, key)
+            parser.set_defaults({f"{key}.{k}": v for k, v in defaults.items()})
+        parser.link_arguments("checkpoint.dirpath", "best_checkpoints.dirpath", apply_on="instantiate")
 
     def _subconfig(self, config: Any = None) -> Any:
         """The parsed (or, given ``self.config_init``, instantiated) settings of the running subcommand."""
@@ -35,12 +55,31 @@ class CharRNNCLI(LightningCLI):
         super().parse_arguments(parser, args)
         # Check an explicit --ckpt_path before anything reads it; `last` is resolved once the
         # Trainer knows its checkpoint directories (before_fit, ...).
+        self._ckpt: dict[str, Any] | None = None
         path = self._subconfig().get("ckpt_path")
         if path and path not in ("last", *resume.SPECIAL):
             try:
-                resume.load_checked(path, fitting=self.config.get("subcommand") == "fit")
+                self._ckpt = resume.load_checked(path, fitting=self.config.get("subcommand") == "fit")
             except CheckpointError as e:
                 raise CheckpointError(f"--ckpt_path {e}") from None
+            # The model settings that the configs and flags give (defaults left out).
+            given = parser.parse_args(args, defaults=False) if not isinstance(args, (dict, Namespace)) else args
+            given = given.get(given.subcommand) if given.get("subcommand") else given
+            self._given_model = set((given.get("model") or Namespace()).keys())
+
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path FILE``: Lightning's CLI would replace every model setting with the checkpoint's,
+        dropping the flags without a word. Here the checkpoint fills in only what no config or flag
+        gives, and what they give is checked against it (``resume.compare``)."""
+        if self._ckpt is None:
+            return
+        cfg = self._subconfig()
+        saved = {k: v for k, v in self._ckpt.get("hyper_parameters", {}).items() if k in cfg.model and k != "vocab"}
+        ours = {k: cfg.model[k] for k in saved if k in self._given_model}
+        resume.compare(Path(cfg.ckpt_path), saved, ours, self.config.subcommand)
+        for k, v in saved.items():
+            if k not in self._given_model:
+                cfg.model[k] = v
 
     def before_instantiate_classes(self) -> None:
         """Fine-tuning: ``--model.init_from`` brings its architecture and (unless ``--data.vocab_from``
@@ -67,16 +106,48 @@ class CharRNNCLI(LightningCLI):
             rank_zero_info(f"--model.init_from {init}: architecture taken from it: {', '.join(changed)}")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Saves through SafeCheckpointIO unless the config names another CheckpointIO plugin."""
+        """Saves through SafeCheckpointIO unless the config names another CheckpointIO plugin; RunDirectory
+        goes first among the callbacks."""
         plugins = self._subconfig(self.config_init).get("trainer", {}).get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, list) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(SafeCheckpointIO())
-        return super().instantiate_trainer(**{**kwargs, "plugins": plugins})
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs, "plugins": plugins}
+        trainer = self._instantiate_trainer(config, self._group_callbacks(config))
+        run_directory = RunDirectory()
+        trainer.callbacks.insert(0, run_directory)
+        run_directory.claim = [lg for lg in trainer.loggers if getattr(lg, "_version", 0) is None]
+        return trainer
+
+    def _group_callbacks(self, trainer_config: dict[str, Any]) -> list[Callback]:
+        """The callbacks of the groups, and a StopCheckpoint in the checkpoint directory. A config that lists
+        its own ModelCheckpoint or TextSamples in ``trainer.callbacks`` (as configs did before the groups)
+        keeps those instead, with a warning if the group was set too."""
+        listed = trainer_config.get("callbacks") or []
+        listed = listed if isinstance(listed, list) else [listed]
+        cfg, defaults = self._subconfig(), self._parser(self.subcommand).get_defaults()
+        out = []
+        for key, (cls, _) in GROUPS.items():
+            kind = ModelCheckpoint if issubclass(cls, ModelCheckpoint) else cls
+            if any(isinstance(cb, kind) for cb in listed):
+                if cfg.get(key) != defaults.get(key):
+                    rank_zero_warn(f"--{key}.* is not used: trainer.callbacks lists its own {kind.__name__}. "
+                                   f"Move its settings to the {key}: section of the config")
+                continue
+            if kind is ModelCheckpoint and trainer_config.get("enable_checkpointing") is False:
+                continue
+            out.append(self._get(self.config_init, key))
+        checkpoint = self._get(self.config_init, "checkpoint")
+        if checkpoint in out and not any(isinstance(cb, callbacks.StopCheckpoint) for cb in listed):
+            out.append(callbacks.StopCheckpoint(checkpoint.dirpath))
+        return out
 
     def _resolve_ckpt_path(self) -> None:
         cfg = self.config_init[self.subcommand]
-        cfg.ckpt_path = resume.resolve(cfg.get("ckpt_path"), self.trainer, self.model, self.subcommand == "fit")
+        cfg.ckpt_path = resume.resolve(cfg.get("ckpt_path"), self.trainer, self.model, self.subcommand)
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, RunDirectory):
+                cb.start(self.trainer, self.model, self.subcommand, cfg.ckpt_path)
 
     before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
 
@@ -93,6 +164,17 @@ class CharRNNCLI(LightningCLI):
         if best and best.best_model_score is not None:
             score = f" ({best.monitor} {float(best.best_model_score):.4f})"
         print(f"\nBest checkpoint: {path}{score}\nTry it:  python sample.py --ckpt {path} --length 500")
+
+
+    def after_predict(self) -> None:
+        """Prints the losses and writes them all to ``predictions.csv`` in the run's log directory."""
+        if not self.trainer.is_global_zero:
+            return
+        batches = self.trainer.predict_loop.predictions
+        path = resume.shown(Path(self.trainer.log_dir or ".") / "predictions.csv")
+        if batches:
+            predictions.write_csv(batches, path)
+        print(predictions.summary(batches, path))
 
 
 def cli_main(args: list[str] | None = None) -> CharRNNCLI:
@@ -112,6 +194,10 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
         )
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except NoSpaceError as e:
+        print(f"error: {e}; nothing partial was left. Free some space and run the command again "
+              "(training continues from its newest whole checkpoint with --ckpt_path last)", file=sys.stderr)
         raise SystemExit(2) from None
     except SIGTERMException:
         print("Stopped by SIGTERM. Continue with the same command and --ckpt_path last", file=sys.stderr)

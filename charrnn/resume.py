@@ -4,11 +4,18 @@
 directories, as in Lightning, with three differences: with none there it is an error, not a fresh
 start; a damaged or unsafe newest file is skipped, with a warning, for the newest good one; and a
 checkpoint of another model (vocabulary or architecture) is refused instead of half-loaded.
+
+Model settings that differ from the checkpoint's are never dropped without a word (see ``compare``):
+the architecture must match; what the resumed optimizer and schedule state decide (learning rate,
+schedule, weight decay, ...) is refused when training, as it could not take effect; what is read at
+every step (``state_reset_prob``, ``cuda_graph``) takes effect, and says so; what evaluation does not
+use is named as unused.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,12 @@ from charrnn.callbacks.stop_checkpoint import StopCheckpoint
 from charrnn.checkpoint import NET_ARGS, CheckpointError, read_checkpoint
 
 RESUMABLE_KEYS = ("loops", "optimizer_states", "global_step")
+# Model settings that a resumed run takes from the checkpoint's optimizer and scheduler state (or, for
+# init_from, its weights): a different value could not take effect, so training refuses it.
+FROM_OPTIMIZER_STATE = ("learning_rate", "weight_decay", "lr_schedule", "lr_decay_every", "lr_decay_factor",
+                        "warmup_steps", "min_lr_ratio", "init_from")
+# Read at every training step: a new value takes effect from the resumed step on.
+PER_STEP = ("state_reset_prob", "cuda_graph")
 SPECIAL = ("best", "hpc")  # resolved by Lightning itself
 
 
@@ -60,17 +73,52 @@ def load_checked(path: Path, fitting: bool) -> dict[str, Any]:
     return ckpt
 
 
-def check_matches(path: Path, ckpt: dict[str, Any], model: L.LightningModule) -> None:
-    """Refuses a checkpoint of another model: another vocabulary or architecture than this run's."""
+def compare(path: Path, saved: Mapping[str, Any], ours: Mapping[str, Any], stage: str) -> None:
+    """Checks this run's model settings ``ours`` against the checkpoint's hyperparameters ``saved``
+    (keys present in both, the vocabulary aside): refuses a different architecture, and when
+    training (``stage`` "fit") a different optimizer or schedule setting; reports the rest."""
+    def differ(keys: tuple[str, ...] | None = None) -> list[str]:
+        return [k for k in ours if k in saved and k != "vocab" and saved[k] != ours[k]
+                and (keys is None or k in keys)]
+
+    arch = differ(NET_ARGS)
+    if arch:
+        diffs = "; ".join(f"{k}: {saved[k]!r} there, {ours[k]!r} here" for k in arch)
+        raise ResumeError(f"checkpoint {path} belongs to another model ({diffs}). Resume with the config and "
+                          "data that wrote it, or start the new run in its own ModelCheckpoint dirpath (or "
+                          "from its weights with --model.init_from)")
+    rest = [k for k in differ() if k not in arch]
+    flags = ", ".join(f"--model.{k} {ours[k]!r} (checkpoint: {saved[k]!r})" for k in rest)
+    if not rest:
+        return
+    if stage != "fit":
+        rank_zero_info(f"--ckpt_path {path}: {stage} does not train, so these are not used: {flags}")
+        return
+    fixed = [k for k in rest if k not in PER_STEP]
+    if fixed == ["init_from"]:
+        raise ResumeError(f"--ckpt_path {path}: --model.init_from {ours['init_from']!r} (checkpoint: "
+                          f"{saved['init_from']!r}): a resumed run takes its weights from the checkpoint. Leave out "
+                          "one of the two")
+    if fixed:
+        named = ", ".join(f"--model.{k} {ours[k]!r} (checkpoint: {saved[k]!r})" for k in fixed)
+        raise ResumeError(f"--ckpt_path {path}: {named}: a resumed run continues the checkpoint's optimizer and "
+                          "schedule, so this cannot take effect. Leave it as the checkpoint has it, or start a "
+                          f"new run from these weights with --model.init_from {path}")
+    rank_zero_info(f"--ckpt_path {path}: taking effect from the resumed step on: {flags}")
+
+
+def check_matches(path: Path, ckpt: dict[str, Any], model: L.LightningModule, stage: str = "fit") -> None:
+    """Refuses a checkpoint of another model (another vocabulary or architecture than this run's), and
+    settings that contradict it (``compare``)."""
     saved, ours = ckpt["hyper_parameters"], model.hparams
-    diffs = [f"{k}: {saved.get(k)!r} there, {ours.get(k)!r} here"
-             for k in NET_ARGS if k in saved and k in ours and saved[k] != ours[k]]
     if list(saved["vocab"]) != list(ours["vocab"]):
-        diffs.append(f"vocabulary: {len(saved['vocab'])} tokens there, {len(ours['vocab'])} from the data here")
-    if diffs:
-        raise ResumeError(f"checkpoint {path} belongs to another model ({'; '.join(diffs)}). Resume with the "
-                          "config and data that wrote it, or start the new run in its own ModelCheckpoint "
-                          "dirpath (or from its weights with --model.init_from)")
+        arch = "".join(f"; {k}: {saved[k]!r} there, {ours[k]!r} here"
+                       for k in NET_ARGS if k in saved and k in ours and saved[k] != ours[k])
+        raise ResumeError(f"checkpoint {path} belongs to another model (vocabulary: {len(saved['vocab'])} tokens "
+                          f"there, {len(ours['vocab'])} from the data here{arch}). Resume with the config and "
+                          "data that wrote it, or start the new run in its own ModelCheckpoint dirpath (or "
+                          "from its weights with --model.init_from)")
+    compare(path, saved, ours, stage)
 
 
 def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any]]:
@@ -79,7 +127,10 @@ def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any
         dirs = sorted({str(shown(cb.dirpath)) for cb in trainer.callbacks
                        if isinstance(cb, ModelCheckpoint) and cb.dirpath})
         where = ", ".join(dirs) if dirs else "(no ModelCheckpoint with a dirpath is configured)"
-        raise ResumeError(f"--ckpt_path last: there is no checkpoint to resume from in {where}. "
+        earlier = sorted(str(p) for d in dirs for p in Path(d).glob("earlier-*") if p.is_dir())
+        aside = (f" (a new run moved earlier checkpoints into {', '.join(earlier)}: move them back to continue "
+                 "that run)") if earlier else ""
+        raise ResumeError(f"--ckpt_path last: there is no checkpoint to resume from in {where}{aside}. "
                           "To start a new run, leave out --ckpt_path")
     newest_preferred = [p for p in files if p in preferred][:1]
     order = newest_preferred + [p for p in files if p not in newest_preferred]
@@ -93,13 +144,37 @@ def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any
         if skipped:
             rank_zero_warn("--ckpt_path last: skipped " + "; skipped ".join(skipped)
                            + f". Falling back to the previous good checkpoint {path}")
-        return path, ckpt
+        return newer_than_last(path, ckpt, files, preferred, fitting)
     raise ResumeError("--ckpt_path last: no usable checkpoint; " + "; ".join(skipped)
                       + ". Remove or repair them, or leave out --ckpt_path to start a new run")
 
 
-def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule, fitting: bool) -> str | None:
+def newer_than_last(path: Path, ckpt: dict[str, Any], files: list[Path], preferred: set[Path], fitting: bool,
+                    ) -> tuple[Path, dict[str, Any]]:
+    """``path`` (a ``last`` file), or a whole checkpoint written after it of a later step: a save that
+    failed (a full disk) after ``step=N.ckpt`` was written leaves ``last.ckpt`` behind it."""
+    if path not in preferred:
+        return path, ckpt
+    written = path.stat().st_mtime
+    for other in files:  # newest first
+        if other.stat().st_mtime <= written:
+            break
+        if other in preferred:
+            continue
+        try:
+            newer = load_checked(other, fitting)
+        except CheckpointError:
+            continue
+        if newer.get("global_step", -1) > ckpt.get("global_step", -1):
+            rank_zero_warn(f"--ckpt_path last: {path} (step {ckpt.get('global_step')}) is older than {other} "
+                           f"(step {newer.get('global_step')}), as after a save that failed: resuming from {other}")
+            return other, newer
+    return path, ckpt
+
+
+def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule, stage: str) -> str | None:
     """The checkpoint file the run starts from, checked to load safely and to fit ``model``."""
+    fitting = stage == "fit"
     if not ckpt_path or ckpt_path in SPECIAL:
         return ckpt_path
     if ckpt_path == "last":
@@ -110,6 +185,6 @@ def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule,
             ckpt = load_checked(path, fitting)
         except CheckpointError as e:
             raise CheckpointError(f"--ckpt_path {e}") from None
-    check_matches(path, ckpt, model)
+    check_matches(path, ckpt, model, stage)
     rank_zero_info(f"{'Resuming' if fitting else 'Loading'} from {path} (global step {ckpt.get('global_step', '?')})")
     return str(path)

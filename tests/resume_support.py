@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -98,6 +100,70 @@ def signal_at(step: int, signum: int) -> str:
     """An overlay callback entry for SignalAt."""
     return (f"    - class_path: tests.resume_support.SignalAt\n"
             f"      init_args:\n        step: {step}\n        signum: {int(signum)}\n")
+
+
+class WaitFor(L.Callback):
+    """After optimizer step ``step``, waits (up to a minute) until the file ``path`` exists."""
+
+    def __init__(self, path: str, step: int = 2) -> None:
+        self.path, self.step = Path(path), step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        deadline = time.monotonic() + 60
+        while trainer.global_step == self.step and not self.path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def wait_for(path: Path, step: int = 2) -> str:
+    """An overlay callback entry for WaitFor."""
+    return (f"    - class_path: tests.resume_support.WaitFor\n"
+            f"      init_args:\n        path: {path}\n        step: {step}\n")
+
+
+class DiskFullAt(L.Callback):
+    """From optimizer step ``step`` on, every write of ``name`` fails as on a full disk (ENOSPC) after
+    part of the file is written: ``charrnn.atomic``'s ``open`` is replaced in this process."""
+
+    def __init__(self, step: int, name: str = "last.ckpt") -> None:
+        self.step, self.name = step, name
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        from charrnn import atomic
+
+        def open_(file: str | os.PathLike, mode: str = "r", *rest: object, **kwargs: object):  # noqa: ANN202
+            f = open(file, mode, *rest, **kwargs)
+            full = trainer.global_step >= self.step and Path(file).name.startswith(f".{self.name}.tmp")
+            return _FillingFile(f) if full else f
+
+        atomic.open = open_  # the module's global shadows the builtin
+
+
+class _FillingFile:
+    def __init__(self, file: object) -> None:
+        self.file, self.room = file, 1000
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.room:
+            self.file.write(data[: self.room])
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.file, name)
+
+    def __enter__(self) -> _FillingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
+def disk_full_at(step: int, name: str = "last.ckpt") -> str:
+    """An overlay callback entry for DiskFullAt."""
+    return (f"    - class_path: tests.resume_support.DiskFullAt\n"
+            f"      init_args:\n        step: {step}\n        name: {name}\n")
 
 
 def make_work(path: Path, every: int = 1, extra_callbacks: str = "") -> Path:

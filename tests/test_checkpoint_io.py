@@ -63,3 +63,29 @@ def test_the_cli_trainer_saves_through_safe_checkpoint_io(tmp_path, monkeypatch)
     cli.trainer.strategy.connect(cli.model)
     cli.trainer.save_checkpoint(path)  # outside fit: no loop state, but a valid file
     assert torch.load(path, weights_only=True)["hyper_parameters"]["rnn_size"] == 16
+
+
+def test_a_full_disk_is_one_line_leaves_nothing_partial_and_last_resumes_the_newest_whole(tmp_path):
+    """The disk fills up at step 10 between step=10.ckpt and last.ckpt (still at step 5)."""
+    from tests.resume_support import disk_full_at, state, train
+
+    work = make_work(tmp_path / "full", every=5, extra_callbacks=disk_full_at(10))
+    done = train(work, "--trainer.max_steps", "20", check=False)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: no space left writing {work / 'ckpt' / 'last.ckpt'}; nothing partial")
+    assert "--ckpt_path last" in last_line
+    left = sorted(p.name for p in (work / "ckpt").iterdir() if p.name != ".lock")  # the run lock (RunDirectory)
+    assert left == ["last.ckpt", "step=10.ckpt", "step=5.ckpt"]  # no partial .last.ckpt.tmp-PID
+    assert state(work / "ckpt" / "last.ckpt")["global_step"] == 5
+    assert state(work / "ckpt" / "step=10.ckpt")["global_step"] == 10
+
+    make_work(work, every=5)  # space freed: the same run without the full disk
+    resumed = train(work, "--ckpt_path", "last", "--trainer.max_steps", "12")
+    assert "is older than ckpt/step=10.ckpt (step 10)" in resumed.stderr
+    assert state(work / "ckpt" / "last.ckpt")["global_step"] == 12
+    newest = max((work / "logs" / "lightning_logs").iterdir(), key=lambda p: int(p.name.split("_")[1]))
+    steps = [int(line.split(",")[1]) for line in (newest / "metrics.csv").read_text().splitlines()[1:]
+             if line.split(",")[1].isdigit()]
+    assert min(steps) == 10  # resumed at step 10, not 5

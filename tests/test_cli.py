@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from collections import Counter
 import pytest
 import torch
 
+from charrnn.callbacks import StopCheckpoint, TextSamples
 from charrnn.checkpoint import load_model
 from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.cli import cli_main
@@ -134,3 +136,75 @@ def test_last_checkpoint_is_current_when_max_steps_is_off_the_interval(tmp_path,
     cli = cli_main(["fit", "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
                     "--trainer.max_steps", "25", "--ckpt_path", "last"])
     assert cli.trainer.global_step == 25
+
+
+def test_predict_prints_the_losses_and_writes_them_to_a_file(debug_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(debug_run)
+    common = ["--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+              "--ckpt_path", "checkpoints/debug/last.ckpt", "--trainer.logger", "false",
+              "--trainer.default_root_dir", str(tmp_path)]
+    tested = cli_main(["test", *common]).trainer.callback_metrics["test/loss"]
+    capsys.readouterr()
+    cli_main(["predict", *common])
+    out = capsys.readouterr().out
+    with open(tmp_path / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    batches = {int(r["batch"]) for r in rows}
+    streams = {int(r["stream"]) for r in rows}
+    assert len(rows) == len(batches) * len(streams) > 1
+    mean = sum(float(r["loss"]) for r in rows) / len(rows)
+    assert abs(mean - float(tested)) < 1e-4  # the test subcommand's loss, computed the other way
+    assert f"{len(batches)} batches x {len(streams)} streams" in out and f"mean loss {mean:.4f}" in out
+    assert f"every batch's per-stream loss: {tmp_path / 'predictions.csv'}" in out
+
+
+def test_checkpoint_and_sample_intervals_are_flags(tmp_path, monkeypatch, capsys):
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(["fit", "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+                    "--trainer.max_steps", "14", "--checkpoint.every_n_train_steps", "7",
+                    "--checkpoint.dirpath", "elsewhere", "--best_checkpoints.save_top_k", "1",
+                    "--samples.every_n_steps", "4", "--samples.start_text", "All:"])
+    names = sorted(p.name for p in (tmp_path / "elsewhere").glob("*.ckpt"))
+    assert [n for n in names if not n.startswith("best-")] == ["last.ckpt", "step=14.ckpt", "step=7.ckpt"]
+    assert len([n for n in names if n.startswith("best-")]) == 1  # validations at 10 (debug.yaml), top 1
+    assert not (tmp_path / "checkpoints").exists()
+    out = capsys.readouterr().out
+    assert [int(line.split()[-2]) for line in out.splitlines() if "----- sample at step" in line] == [4, 8, 12]
+    stops = [cb for cb in cli.trainer.callbacks if isinstance(cb, StopCheckpoint)]
+    assert len(stops) == 1 and stops[0].ckpt_path == tmp_path / "elsewhere" / "interrupted.ckpt"
+    # --ckpt_path last looks in the group's directory
+    cli = cli_main(["fit", "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+                    "--trainer.max_steps", "15", "--checkpoint.dirpath", "elsewhere", "--ckpt_path", "last"])
+    assert cli.trainer.global_step == 15
+
+
+OLD_STYLE = """\
+trainer:
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args:
+        dirpath: old
+        filename: "s{step}"
+        every_n_train_steps: 3
+        save_top_k: -1
+        auto_insert_metric_name: false
+    - class_path: charrnn.callbacks.TextSamples
+      init_args:
+        every_n_steps: 0
+"""
+
+
+def test_a_config_with_its_own_callbacks_list_still_works_and_the_groups_step_aside(tmp_path, monkeypatch):
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    (tmp_path / "old.yaml").write_text(OLD_STYLE)
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match=r"--checkpoint\.\* is not used: trainer.callbacks lists its own "
+                                         r"ModelCheckpoint\. Move its settings to the checkpoint: section"):
+        cli = cli_main(["fit", "--config", DEBUG, "--config", "old.yaml", "--data.input_txt", "tiny.txt",
+                        "--data.url", "null", "--trainer.max_steps", "6", "--trainer.logger", "false"])
+    assert sorted(p.name for p in (tmp_path / "old").glob("*.ckpt")) == ["s3.ckpt", "s6.ckpt"]
+    assert not (tmp_path / "checkpoints").exists()
+    samplers = [cb for cb in cli.trainer.callbacks if isinstance(cb, TextSamples)]
+    assert [s.every_n_steps for s in samplers] == [0]
+    assert not any(isinstance(cb, StopCheckpoint) for cb in cli.trainer.callbacks)  # as that config had it

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
+from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 
@@ -23,6 +26,16 @@ DATA_MOUNT = "${DATA_DIR:-./data}:/data"
 
 def load(name: str) -> dict:
     return yaml.safe_load((ROOT / name).read_text())
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Compose's variable interpolation, the forms compose.yaml uses: ``${NAME:-default}`` and ``$$``."""
+    value = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], value)
+    return value.replace("$$", "$")
+
+
+def command(name: str, env: Mapping[str, str] = {}) -> list[str]:  # noqa: B006 (read only)
+    return [interpolate(arg, env) for arg in load("compose.yaml")["services"][name]["command"]]
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +121,8 @@ def test_container_paths_exist_in_the_image() -> None:
         elif op == "COPY" and not rest.startswith("--from") and workdir == "/app":
             *sources, _ = rest.split()
             copied.update(sources)
-    for name, service in load("compose.yaml")["services"].items():
-        for arg in service["command"]:
+    for name in load("compose.yaml")["services"]:
+        for arg in (word for part in command(name) for word in part.split()):
             if arg.startswith("/app/"):
                 relative = arg.removeprefix("/app/")
                 assert (ROOT / relative).is_file(), f"{name}: {arg} has no {relative} in the repository"
@@ -131,3 +144,47 @@ def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
         if op == "COPY" and not rest.startswith("--from"):
             *sources, _ = rest.split()
             assert not set(sources) & ignored, f"COPY {rest} copies what .dockerignore leaves out"
+
+
+def make_docker(target: str, tmp_path: Path, *variables: str) -> dict[str, str]:
+    """The CHARRNN_* environment that ``make TARGET DOCKER=1 VARIABLES...`` gives compose (a stand-in
+    that records it, so no Docker engine is needed)."""
+    fake = tmp_path / "compose"
+    fake.write_text(f"#!/bin/sh\nenv | grep '^CHARRNN_' > {tmp_path}/env\n")
+    fake.chmod(0o755)
+    subprocess.run(["make", "-s", "-C", str(ROOT), target, "DOCKER=1", f"COMPOSE={fake}",
+                    f"DATA_DIR={tmp_path / 'data'}", *variables], check=True, capture_output=True)
+    return dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines())
+
+
+def train_argv(env: Mapping[str, str]) -> list[str]:
+    """The train service's command as its shell runs it (``python`` standing for the real one)."""
+    sh, c, script, *args = command("train", env)
+    assert (sh, c) == ("sh", "-c") and script.startswith("exec python ")
+    script = script.replace("exec python ", "printf '%s\\n' python ", 1)
+    out = subprocess.run([sh, c, script, *args], env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def test_train_service_runs_the_default_experiment_without_make() -> None:
+    assert train_argv({}) == ["python", "/app/train.py", "fit", "--config", "/app/configs/shakespeare.yaml",
+                              "--config", "/app/configs/docker.yaml"]
+
+
+def test_make_train_docker_passes_config_and_args(tmp_path: Path) -> None:
+    env = make_docker("train", tmp_path, "CONFIG=configs/debug.yaml", "ARGS=--trainer.max_steps 5 --model.rnn_size 16")
+    assert train_argv(env) == ["python", "/app/train.py", "fit", "--config", "/app/configs/debug.yaml",
+                               "--config", "/app/configs/docker.yaml", "--trainer.max_steps", "5",
+                               "--model.rnn_size", "16"]
+    # an absolute CONFIG is a path inside the container, e.g. a config in the data directory
+    env = make_docker("train", tmp_path, "CONFIG=/data/mine.yaml")
+    assert train_argv(env)[3:5] == ["--config", "/data/mine.yaml"]
+
+
+@pytest.mark.parametrize("target", ["sample", "serve"])
+def test_make_sample_and_serve_docker_pass_ckpt(tmp_path: Path, target: str) -> None:
+    assert flag(command(target), "--ckpt") == "/data/checkpoints/shakespeare/last.ckpt"
+    env = make_docker(target, tmp_path)  # the Makefile's default CKPT, in the data directory
+    assert flag(command(target, env), "--ckpt") == "/data/checkpoints/shakespeare/last.ckpt"
+    env = make_docker(target, tmp_path, "CKPT=checkpoints/debug/step=20.ckpt")
+    assert flag(command(target, env), "--ckpt") == "/data/checkpoints/debug/step=20.ckpt"

@@ -9,6 +9,7 @@ tiny model by flags appended to the command; servers listen on a free loopback p
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.test_compose import command
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = "tiny-shakespeare.txt"
@@ -29,7 +32,8 @@ TINY_TRAINING = (
 
 
 def service(name: str) -> dict:
-    return yaml.safe_load((ROOT / "compose.yaml").read_text())["services"][name]
+    spec = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"][name]
+    return {**spec, "command": command(name, os.environ)}
 
 
 def entrypoint() -> list[str]:
@@ -39,9 +43,12 @@ def entrypoint() -> list[str]:
 
 
 def on_host(args: list[str], data: Path, scratch: Path) -> list[str]:
-    """The container's argv as this machine runs it."""
+    """The container's argv as this machine runs it (a shell script's words one by one)."""
     out = []
     for arg in args:
+        if " " in arg:  # a shell script: the entrypoint's, the train service's
+            out.append(" ".join(on_host(arg.split(" "), data, scratch)))
+            continue
         if arg == "python":
             arg = sys.executable
         elif arg == "tensorboard":
