@@ -22,6 +22,7 @@ from charrnn.callbacks.run_directory import RunDirectory
 from charrnn.checkpoint import CheckpointError, model_spec, origin
 from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.data import CharDataModule
+from charrnn.lightning_private import build_trainer, subcommand_defaults, version_left_to_lightning
 from charrnn.model import CharRNN
 
 # The always-present callbacks, each a group of flags and a YAML section of its own.
@@ -112,11 +113,11 @@ class CharRNNCLI(LightningCLI):
         plugins = list(plugins) if isinstance(plugins, list) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(SafeCheckpointIO())
-        config = {**self._get(self.config_init, "trainer", default={}), **kwargs, "plugins": plugins}
-        trainer = self._instantiate_trainer(config, self._group_callbacks(config))
+        config = {**self._subconfig(self.config_init).get("trainer", {}), **kwargs, "plugins": plugins}
+        trainer = build_trainer(self, config, self._group_callbacks(config))
         run_directory = RunDirectory()
         trainer.callbacks.insert(0, run_directory)
-        run_directory.claim = [lg for lg in trainer.loggers if getattr(lg, "_version", 0) is None]
+        run_directory.claim = [lg for lg in trainer.loggers if version_left_to_lightning(lg)]
         return trainer
 
     def _group_callbacks(self, trainer_config: dict[str, Any]) -> list[Callback]:
@@ -125,7 +126,7 @@ class CharRNNCLI(LightningCLI):
         keeps those instead, with a warning if the group was set too."""
         listed = trainer_config.get("callbacks") or []
         listed = listed if isinstance(listed, list) else [listed]
-        cfg, defaults = self._subconfig(), self._parser(self.subcommand).get_defaults()
+        cfg, defaults = self._subconfig(), subcommand_defaults(self)
         out = []
         for key, (cls, _) in GROUPS.items():
             kind = ModelCheckpoint if issubclass(cls, ModelCheckpoint) else cls
@@ -136,8 +137,8 @@ class CharRNNCLI(LightningCLI):
                 continue
             if kind is ModelCheckpoint and trainer_config.get("enable_checkpointing") is False:
                 continue
-            out.append(self._get(self.config_init, key))
-        checkpoint = self._get(self.config_init, "checkpoint")
+            out.append(self._subconfig(self.config_init).get(key))
+        checkpoint = self._subconfig(self.config_init).get("checkpoint")
         if checkpoint in out and not any(isinstance(cb, callbacks.StopCheckpoint) for cb in listed):
             out.append(callbacks.StopCheckpoint(checkpoint.dirpath))
         return out

@@ -1,11 +1,14 @@
 """Every use of Lightning's private API in charrnn, in one place.
 
-Lightning's public API does not say (a) whether the fit loop validates right after the current
-batch, (b) whether this step's metrics go to the logger, (c) how many batches of the epoch have been
-trained on, or (d) how to write ``last.ckpt`` now. Exact resume and cheap logging need those answers,
-so they are read from Lightning's internals here and nowhere else. ``tests/test_lightning_private.py``
-checks each one against the installed Lightning: when a release moves one, that test names it.
-``pyproject.toml`` pins Lightning's minor version for the same reason.
+Lightning's public API does not tell whether a module is attached to a Trainer, whether the fit loop
+validates right after the current batch, whether this step's metrics go to the logger, how many batches
+of the epoch have been trained on, which log version a logger will take; nor does it offer to write
+``last.ckpt`` now, to turn off ModelCheckpoint's ``-v1`` names once it is made, or to build the Trainer
+from settings and callbacks as LightningCLI does. Exact resume, cheap logging, one run per checkpoint
+directory and the CLI's callback groups need those, so they are read from Lightning's internals here and
+nowhere else. ``tests/test_lightning_private.py`` checks each one against the installed Lightning: when
+a release moves one, that test names it. ``pyproject.toml`` pins Lightning's minor version for the same
+reason.
 """
 
 from __future__ import annotations
@@ -13,7 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import Logger
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The Trainer running ``module``, or None (``module.trainer`` raises when there is none)."""
+    return module._trainer
 
 
 def validation_follows_batch(trainer: L.Trainer) -> bool:
@@ -42,3 +52,34 @@ def save_last(callback: ModelCheckpoint, trainer: L.Trainer) -> None:
     """Writes the callback's ``last.ckpt`` now, with the metrics it would record."""
     candidates: dict[str, Any] = callback._monitor_candidates(trainer)
     callback._save_last_checkpoint(trainer, candidates)
+
+
+def disable_version_counter(callback: ModelCheckpoint) -> None:
+    """A file name met again is replaced instead of getting a ``-v1`` twin (``enable_version_counter=False``)."""
+    callback._enable_version_counter = False
+
+
+def version_left_to_lightning(logger: Logger) -> bool:
+    """Whether the logger picks its ``version_N`` itself (no version was given), not yet chosen."""
+    return getattr(logger, "_version", 0) is None
+
+
+def next_version(logger: Logger) -> int:
+    """The ``version_N`` a TensorBoard or CSV logger would pick now."""
+    return int(logger._get_next_version())
+
+
+def set_version(logger: Logger, version: int) -> None:
+    """Makes the logger write into ``version_{version}``."""
+    logger._version = version
+
+
+def subcommand_defaults(cli: LightningCLI) -> Any:
+    """The defaults of the running subcommand's parser."""
+    return cli._parser(cli.subcommand).get_defaults()
+
+
+def build_trainer(cli: LightningCLI, config: dict[str, Any], callbacks: list[Callback]) -> L.Trainer:
+    """The Trainer from ``config`` (the trainer settings) plus ``callbacks``, the way LightningCLI builds it
+    (trainer_defaults, the config's callbacks, its SaveConfigCallback)."""
+    return cli._instantiate_trainer(config, callbacks)

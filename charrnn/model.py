@@ -14,7 +14,7 @@ from torch import Tensor
 from charrnn import resume_state
 from charrnn.checkpoint import CheckpointError, load_model
 from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
-from charrnn.lightning_private import logger_writes_this_step
+from charrnn.lightning_private import attached_trainer, logger_writes_this_step
 from charrnn.net import CharRNNNet, ModelType, State, detach_state, zero_some_rows
 from charrnn.vocab import Vocab
 
@@ -102,7 +102,7 @@ class CharRNN(L.LightningModule):
     def _logger_writes_this_step(self) -> bool:
         """Whether Lightning hands this training step's metrics to the logger. What only the logger reads
         (bits per character, the gradient norm) is computed on those steps alone: self.log costs about 0.25 ms."""
-        return self._trainer is not None and logger_writes_this_step(self.trainer)
+        return attached_trainer(self) is not None and logger_writes_this_step(self.trainer)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if batch_idx == 0:  # a new epoch; a resumed one continues at batch_idx > 0 with the restored state
@@ -179,7 +179,7 @@ class CharRNN(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.hidden = None
-        if self._trainer is None or self.trainer.sanity_checking:
+        if attached_trainer(self) is None or self.trainer.sanity_checking:
             return
         val = self.trainer.callback_metrics.get("val/loss")
         if val is not None:
@@ -223,7 +223,7 @@ class CharRNN(L.LightningModule):
             raise CheckpointError(f"--model.init_from {path}: its architecture differs from --model's: {e}") from None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[resume_state.KEY] = resume_state.capture(self._trainer, self.hidden)
+        checkpoint[resume_state.KEY] = resume_state.capture(attached_trainer(self), self.hidden)
         checkpoint["best_val_loss"] = self.best_val_loss  # hp_metric goes on from it after a resume
         if self._graph is not None and "optimizer_states" in checkpoint:
             checkpoint["optimizer_states"] = [portable_optimizer_state(s) for s in checkpoint["optimizer_states"]]
@@ -241,7 +241,7 @@ class CharRNN(L.LightningModule):
         hp = self.hparams
         # The fused kernel updates all weights at once: 0.3 instead of 2 ms per step for the 2x256 LSTM on a CPU.
         # Lightning refuses gradient clipping with it under mixed precision (it unscales internally).
-        mixed = self._trainer is not None and "mixed" in str(self.trainer.precision)
+        mixed = attached_trainer(self) is not None and "mixed" in str(self.trainer.precision)
         fused = not mixed and all(p.device.type in ("cpu", "cuda", "mps") for p in self.parameters())
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay,
                                       fused=fused)

@@ -112,3 +112,50 @@ def test_save_last_writes_last_ckpt_now(tmp_path):
         fit(Probe(lambda _: None), tmp_path, callbacks=[checkpoint, probe], max_steps=5)
     assert probe.answers[:4] == [0, 0, 3, 3]
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] >= 3
+
+
+def test_attached_trainer(tmp_path):
+    with still_there("attached_trainer"):
+        model = Probe(lambda trainer: private.attached_trainer(trainer.lightning_module))
+        assert private.attached_trainer(model) is None
+        trainer = fit(model, tmp_path, max_steps=2)
+    assert model.answers == [trainer, trainer]
+
+
+def test_disable_version_counter_replaces_a_file_of_the_same_name(tmp_path):
+    def names(disable: bool) -> list[str]:
+        directory = tmp_path / f"disabled-{disable}"
+        directory.mkdir()
+        (directory / "same.ckpt").write_bytes(b"an earlier file of that name")
+        checkpoint = ModelCheckpoint(dirpath=directory, filename="same", every_n_train_steps=1)
+        if disable:
+            private.disable_version_counter(checkpoint)
+        fit(Probe(lambda _: None), tmp_path, callbacks=[checkpoint], max_steps=1)
+        return sorted(p.name for p in directory.iterdir())
+
+    with still_there("disable_version_counter"):
+        assert names(disable=True) == ["same.ckpt"]
+    assert names(disable=False) == ["same-v1.ckpt", "same.ckpt"]  # what Lightning does by itself
+
+
+def test_logger_versions(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    logger = TensorBoardLogger(tmp_path, name="runs")
+    with still_there("version_left_to_lightning / next_version / set_version"):
+        assert private.version_left_to_lightning(logger)
+        (tmp_path / "runs" / "version_0").mkdir(parents=True)
+        assert private.next_version(logger) == 1
+        private.set_version(logger, 7)
+        assert not private.version_left_to_lightning(logger)
+    assert logger.version == 7 and logger.log_dir.endswith("version_7")
+
+
+def test_the_cli_internals_the_callback_groups_use():
+    import inspect
+
+    from lightning.pytorch.cli import LightningCLI
+
+    with still_there("build_trainer / subcommand_defaults"):
+        assert list(inspect.signature(LightningCLI._instantiate_trainer).parameters) == ["self", "config", "callbacks"]
+        assert list(inspect.signature(LightningCLI._parser).parameters) == ["self", "subcommand"]

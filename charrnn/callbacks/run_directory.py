@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from charrnn.callbacks.stop_checkpoint import StopCheckpoint
 from charrnn.checkpoint import CheckpointError
+from charrnn.lightning_private import disable_version_counter, next_version, set_version
 from charrnn.resume import shown
 
 LOCK_NAME = ".lock"
@@ -55,7 +56,7 @@ class RunDirectory(L.Callback):
                 # What a directory holds is this run's (earlier runs' files are moved aside below): a name
                 # that exists is this run's own file, saved again after a resume, so it is replaced, never
                 # joined by a "-v1" copy (which left last.ckpt behind after resuming from a step=N.ckpt).
-                cb._enable_version_counter = False
+                disable_version_counter(cb)
         if not global_zero_by_environment():
             return
         if stage == "fit":
@@ -143,11 +144,11 @@ def claim_version(logger: Logger) -> None:
         return
     root = Path(logger.root_dir)
     root.mkdir(parents=True, exist_ok=True)
-    n = logger._get_next_version()
+    n = next_version(logger)
     while True:
         try:
             (root / f"version_{n}").mkdir()
             break
         except FileExistsError:
             n += 1
-    logger._version = n  # what Lightning would have picked, had no other run been starting
+    set_version(logger, n)  # what Lightning would have picked, had no other run been starting
