@@ -125,7 +125,7 @@ class Check:
         return json.loads(out.read_text())
 
     def time_to_quality(self) -> dict:
-        from charrnn.checkpoint import read_checkpoint
+        from charrnn.ckpt.load import read_checkpoint
         from charrnn.events import first_wall_time, read_scalars
 
         data = self.work / "ttq-data"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from charrnn.checkpoint import load_model
+from charrnn.ckpt.load import load_model
 from charrnn.net import CharRNNNet
 from charrnn.sampling import sample
 from charrnn.vocab import Vocab

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from charrnn.checkpoint import load_model
+from charrnn.ckpt.load import load_model
 from charrnn.stepper import Stepper, int8_available
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,11 +16,12 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from charrnn import callbacks, predictions, resume
-from charrnn.atomic import NoSpaceError
-from charrnn.callbacks.run_directory import RunDirectory
-from charrnn.checkpoint import CheckpointError, model_spec, origin
-from charrnn.checkpoint_io import SafeCheckpointIO
+from charrnn import callbacks, predictions
+from charrnn.ckpt import find
+from charrnn.ckpt.atomic import NoSpaceError
+from charrnn.ckpt.load import CheckpointError, model_spec, origin
+from charrnn.ckpt.run_directory import RunDirectory
+from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.data import CharDataModule
 from charrnn.lightning_private import build_trainer, subcommand_defaults, version_left_to_lightning
 from charrnn.model import CharRNN
@@ -58,9 +59,9 @@ class CharRNNCLI(LightningCLI):
         # Trainer knows its checkpoint directories (before_fit, ...).
         self._ckpt: dict[str, Any] | None = None
         path = self._subconfig().get("ckpt_path")
-        if path and path not in ("last", *resume.SPECIAL):
+        if path and path not in ("last", *find.SPECIAL):
             try:
-                self._ckpt = resume.load_checked(path, fitting=self.config.get("subcommand") == "fit")
+                self._ckpt = find.load_checked(path, fitting=self.config.get("subcommand") == "fit")
             except CheckpointError as e:
                 raise CheckpointError(f"--ckpt_path {e}") from None
             # The model settings that the configs and flags give (defaults left out).
@@ -71,13 +72,13 @@ class CharRNNCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path FILE``: Lightning's CLI would replace every model setting with the checkpoint's,
         dropping the flags without a word. Here the checkpoint fills in only what no config or flag
-        gives, and what they give is checked against it (``resume.compare``)."""
+        gives, and what they give is checked against it (``find.compare``)."""
         if self._ckpt is None:
             return
         cfg = self._subconfig()
         saved = {k: v for k, v in self._ckpt.get("hyper_parameters", {}).items() if k in cfg.model and k != "vocab"}
         ours = {k: cfg.model[k] for k in saved if k in self._given_model}
-        resume.compare(Path(cfg.ckpt_path), saved, ours, self.config.subcommand)
+        find.compare(Path(cfg.ckpt_path), saved, ours, self.config.subcommand)
         for k, v in saved.items():
             if k not in self._given_model:
                 cfg.model[k] = v
@@ -145,7 +146,8 @@ class CharRNNCLI(LightningCLI):
 
     def _resolve_ckpt_path(self) -> None:
         cfg = self.config_init[self.subcommand]
-        cfg.ckpt_path = resume.resolve(cfg.get("ckpt_path"), self.trainer, self.model, self.subcommand)
+        cfg.ckpt_path = find.resolve(cfg.get("ckpt_path"), self.trainer, self.model, self.subcommand, self._ckpt)
+        self._ckpt = None  # handed over to the Trainer (or not needed): not kept in memory
         for cb in self.trainer.callbacks:
             if isinstance(cb, RunDirectory):
                 cb.start(self.trainer, self.model, self.subcommand, cfg.ckpt_path)
@@ -172,7 +174,7 @@ class CharRNNCLI(LightningCLI):
         if not self.trainer.is_global_zero:
             return
         batches = self.trainer.predict_loop.predictions
-        path = resume.shown(Path(self.trainer.log_dir or ".") / "predictions.csv")
+        path = find.shown(Path(self.trainer.log_dir or ".") / "predictions.csv")
         if batches:
             predictions.write_csv(batches, path)
         print(predictions.summary(batches, path))

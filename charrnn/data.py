@@ -18,11 +18,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from charrnn.atomic import atomic_write
-from charrnn.checkpoint import load_vocab
+from charrnn.ckpt.atomic import atomic_write
+from charrnn.ckpt.load import load_vocab
+from charrnn.ckpt.stream_loader import ResumableLoader
 from charrnn.lightning_private import batches_trained_this_epoch
 from charrnn.preprocess import UnknownReport, preprocess, scan_sha256
-from charrnn.stream_loader import ResumableLoader
 from charrnn.vocab import Vocab
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from charrnn.atomic import atomic_write
-from charrnn.checkpoint import (
+from charrnn.ckpt.atomic import atomic_write
+from charrnn.ckpt.load import (
     EXPORT_FORMAT,
     EXPORT_VOCAB,
     EXPORT_WEIGHTS,

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from charrnn import resume_state
-from charrnn.checkpoint import CheckpointError, load_model
+from charrnn.ckpt import resume_state
+from charrnn.ckpt.load import CheckpointError, load_model
 from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
 from charrnn.lightning_private import attached_trainer, logger_writes_this_step
 from charrnn.net import CharRNNNet, ModelType, State, detach_state, zero_some_rows

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from charrnn.checkpoint import CheckpointError, load_model, origin
+from charrnn.ckpt.load import CheckpointError, load_model, origin
 from charrnn.net import CharRNNNet
 from charrnn.sampling import sample, sample_text
 from charrnn.vocab import Vocab

@@ -1,24 +1,17 @@
-"""Shared fixtures: tiny corpora written on the fly, and the one way to reach the real corpus."""
+"""Shared fixtures: tiny corpora written on the fly, and the one way to reach the real corpus.
+
+Constants and functions that tests share live in ``tests/helpers.py``; tests import them from there."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS_NAME = "tiny-shakespeare.txt"
-
-TINY_TEXT = (
-    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
-    "All:\nSpeak, speak.\n\n"
-    "First Citizen:\nYou are all resolved rather to die than to famish?\n\n"
-) * 40
+from tests.helpers import CORPUS_NAME, ROOT, TINY_TEXT, run_ok
 
 
 @pytest.fixture
@@ -59,13 +52,6 @@ def torch_rnn_t7() -> Path:
 def shakespeare(tmp_path: Path, shakespeare_path: Path) -> Path:
     """A private copy of tiny-shakespeare, so tests can write .h5/.json beside it."""
     return Path(shutil.copy(shakespeare_path, tmp_path / CORPUS_NAME))
-
-
-def run_ok(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Runs ``python ARGS`` in ``cwd`` and fails the test with its stderr unless it exits 0."""
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 @pytest.fixture(scope="session")

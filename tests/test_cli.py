@@ -7,15 +7,16 @@ import math
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
 
 from charrnn.callbacks import StopCheckpoint, TextSamples
-from charrnn.checkpoint import load_model
-from charrnn.checkpoint_io import SafeCheckpointIO
+from charrnn.ckpt.load import load_model
+from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.cli import cli_main
-from tests.conftest import ROOT, TINY_TEXT, run_ok
+from tests.helpers import ROOT, TINY_TEXT, run_ok
 
 DEBUG = str(ROOT / "configs" / "debug.yaml")
 
@@ -208,3 +209,18 @@ def test_a_config_with_its_own_callbacks_list_still_works_and_the_groups_step_as
     samplers = [cb for cb in cli.trainer.callbacks if isinstance(cb, TextSamples)]
     assert [s.every_n_steps for s in samplers] == [0]
     assert not any(isinstance(cb, StopCheckpoint) for cb in cli.trainer.callbacks)  # as that config had it
+
+
+@pytest.mark.parametrize("command", ["validate", "fit"])
+def test_an_explicit_checkpoint_is_read_once(debug_run, command, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copy(debug_run / "tiny.txt", tmp_path)
+    ckpt = Path(shutil.copy(debug_run / "checkpoints" / "debug" / "step=20.ckpt", tmp_path)).resolve()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TQDM_MINITERS", raising=False)
+    reads, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: (reads.append(f), load(f, *a, **k))[1])
+    cli_main([command, "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+              "--ckpt_path", str(ckpt), "--trainer.max_steps", "21"])
+    assert [Path(f).resolve() for f in reads if isinstance(f, (str, Path))].count(ckpt) == 1

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.checkpoint import load_model, read_checkpoint
+from charrnn.ckpt.load import load_model, read_checkpoint
 from charrnn.cli import cli_main
 from charrnn.events import read_scalars
 from charrnn.sampling import encode_prime, sample_text
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 DEBUG = str(ROOT / "configs" / "debug.yaml")
 FIRST, RESUMED = 40, 60  # steps of the first run, and where the resumed run stops

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY_TEXT
 from tests.ddp_support import flat_params
+from tests.helpers import ROOT, TINY_TEXT
 
 BATCH, SEQ = 2, 64  # streams per process, characters per step
 TIMEOUT = 120

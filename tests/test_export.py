@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from charrnn.checkpoint import CheckpointError, load_model
+from charrnn.ckpt.load import CheckpointError, load_model
 from charrnn.export import main
 from charrnn.preprocess import preprocess
 from charrnn.vocab import Vocab
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.resume_support import fit_in, make_work
 
 

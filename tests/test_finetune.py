@@ -95,7 +95,7 @@ def test_a_resumed_fine_tuning_run_continues_from_its_own_checkpoint(base, new_c
 
 def test_fine_tuning_a_torch_rnn_t7(new_corpus, torch_rnn_t7, caplog):
     """train.lua's -init_from, here: the .t7's weights, architecture and vocabulary start the run."""
-    from charrnn.checkpoint import load_model
+    from charrnn.ckpt.load import load_model
 
     caplog.set_level("INFO")
     with pytest.warns(UserWarning, match="not in the vocabulary"):  # '#' is not in tiny-shakespeare

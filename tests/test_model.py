@@ -99,7 +99,7 @@ def test_tied_weights_share_one_matrix():
 
 
 def test_options_survive_a_checkpoint(tmp_path):
-    from charrnn.checkpoint import load_model
+    from charrnn.ckpt.load import load_model
 
     model = CharRNN(VOCAB, wordvec_size=6, rnn_size=6, num_layers=2, layer_norm=True, tie_weights=True,
                     weight_drop=0.25)
@@ -150,7 +150,7 @@ def test_logged_training_scalars_belong_to_the_step_they_are_logged_at(tmp_path)
     import math
 
     from charrnn.data import CharDataModule
-    from tests.conftest import TINY_TEXT
+    from tests.helpers import TINY_TEXT
 
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
     dm = CharDataModule(str(tmp_path / "tiny.txt"), batch_size=4, seq_length=16, url=None)
@@ -169,7 +169,7 @@ def test_logged_training_scalars_belong_to_the_step_they_are_logged_at(tmp_path)
 
 def test_log_every_n_steps_0_trains_and_writes_no_training_scalars(tmp_path):
     from charrnn.data import CharDataModule
-    from tests.conftest import TINY_TEXT
+    from tests.helpers import TINY_TEXT
 
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
     dm = CharDataModule(str(tmp_path / "tiny.txt"), batch_size=4, seq_length=16, url=None)

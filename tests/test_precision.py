@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.conftest import ROOT, TINY_TEXT
+from tests.helpers import ROOT, TINY_TEXT
 from tests.test_ddp import launch_ok, record, train_args
 
 

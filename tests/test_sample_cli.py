@@ -77,7 +77,7 @@ def test_a_reader_that_stops_early_gets_no_traceback(ckpt):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     proc = subprocess.Popen([sys.executable, "sample.py", "--ckpt", ckpt, "--length", "200000", "--seed", "1"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -1,6 +1,6 @@
 """Torch7 files for tests: a small writer of Torch7's binary format, torch-rnn-shaped models built with
 it, and a plain numpy re-implementation of torch-rnn's forward pass that reads modules as torchfile
-returns them (independent of charrnn.torch7's mapping)."""
+returns them (independent of charrnn.ckpt.torch7's mapping)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from dataclasses import fields
 import torch
 import uvicorn
 
-from charrnn.checkpoint import CheckpointError
+from charrnn.ckpt.load import CheckpointError
 from charrnn.server.app import create_app
 from charrnn.server.capacity import Capacity
 from charrnn.server.connections import guarded_protocol

@@ -1,4 +1,4 @@
-"""The model the server answers with: whatever :func:`charrnn.checkpoint.load_model` reads."""
+"""The model the server answers with: whatever :func:`charrnn.ckpt.load.load_model` reads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from charrnn.checkpoint import load_model, origin
+from charrnn.ckpt.load import load_model, origin
 from charrnn.net import CharRNNNet
 from charrnn.vocab import Vocab
 

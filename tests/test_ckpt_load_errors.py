@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.checkpoint import CheckpointError, read_checkpoint
+from charrnn.ckpt.load import CheckpointError, read_checkpoint
 from tests.resume_support import fit_in, losses, make_work, state
 
 

@@ -23,8 +23,9 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from charrnn.callbacks.stop_checkpoint import StopCheckpoint
-from charrnn.checkpoint import NET_ARGS, CheckpointError, read_checkpoint
+from charrnn.ckpt.load import NET_ARGS, CheckpointError, read_checkpoint
+from charrnn.ckpt.stop_checkpoint import StopCheckpoint
+from charrnn.ckpt.write import SafeCheckpointIO
 
 RESUMABLE_KEYS = ("loops", "optimizer_states", "global_step")
 # Model settings that a resumed run takes from the checkpoint's optimizer and scheduler state (or, for
@@ -172,13 +173,20 @@ def newer_than_last(path: Path, ckpt: dict[str, Any], files: list[Path], preferr
     return path, ckpt
 
 
-def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule, stage: str) -> str | None:
-    """The checkpoint file the run starts from, checked to load safely and to fit ``model``."""
+def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule, stage: str,
+            loaded: dict[str, Any] | None = None) -> str | None:
+    """The checkpoint file the run starts from, checked to load safely and to fit ``model``.
+
+    ``loaded``: the explicit ``ckpt_path`` file, already read. What is read here is handed to the
+    Trainer's SafeCheckpointIO, so that the file is read once.
+    """
     fitting = stage == "fit"
     if not ckpt_path or ckpt_path in SPECIAL:
         return ckpt_path
     if ckpt_path == "last":
         path, ckpt = resolve_last(trainer, fitting)
+    elif loaded is not None:
+        path, ckpt = Path(ckpt_path), loaded
     else:
         path = Path(ckpt_path)
         try:
@@ -186,5 +194,7 @@ def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule,
         except CheckpointError as e:
             raise CheckpointError(f"--ckpt_path {e}") from None
     check_matches(path, ckpt, model, stage)
+    if isinstance(io := trainer.strategy.checkpoint_io, SafeCheckpointIO):
+        io.hand_over(path, ckpt)
     rank_zero_info(f"{'Resuming' if fitting else 'Loading'} from {path} (global step {ckpt.get('global_step', '?')})")
     return str(path)

@@ -9,9 +9,9 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from charrnn.ckpt.rng import get_rng_states, set_rng_states
 from charrnn.lightning_private import validation_follows_batch
 from charrnn.net import State, state_from_tensors, state_tensors
-from charrnn.rng import get_rng_states, set_rng_states
 
 KEY = "charrnn_resume"
 

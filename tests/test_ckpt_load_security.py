@@ -14,10 +14,10 @@ import pytest
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from charrnn.checkpoint import CheckpointError, load_model
-from charrnn.checkpoint_io import SafeCheckpointIO
+from charrnn.ckpt.load import CheckpointError, load_model
+from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.export import export
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.resume_support import fit_in, make_work
 
 UNSAFE_ENV = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": "1"}

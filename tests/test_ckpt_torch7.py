@@ -16,9 +16,9 @@ import torch
 import torchfile
 
 from charrnn import sample as sample_cli
-from charrnn.checkpoint import CheckpointError, load_model, model_spec, origin, read_checkpoint
+from charrnn.ckpt.load import CheckpointError, load_model, model_spec, origin, read_checkpoint
 from charrnn.export import export
-from tests.conftest import ROOT, run_ok
+from tests.helpers import ROOT, run_ok
 from tests.torch7_support import (
     LuaFunction,
     Strided,

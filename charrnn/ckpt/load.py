@@ -7,7 +7,7 @@ Three forms hold a model:
 - an export (``model.safetensors``, written by ``python -m charrnn.export``): the weights, with the
   architecture and vocabulary in the file's metadata. No pickle at all.
 - a torch-rnn checkpoint (``.t7``, written by torch-rnn's ``train.lua``): its ``nn.LanguageModel``
-  read as data (:mod:`charrnn.torch7`) and mapped onto our network (:mod:`charrnn.torch_rnn`).
+  read as data (:mod:`charrnn.ckpt.torch7`) and mapped onto our network (:mod:`charrnn.ckpt.torch_rnn`).
 
 :func:`load_model` takes any of them (an export may also be given by its directory).
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from charrnn import torch7, torch_rnn
+from charrnn.ckpt import torch7, torch_rnn
 from charrnn.net import CharRNNNet
 from charrnn.vocab import Vocab
 

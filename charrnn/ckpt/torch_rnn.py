@@ -11,7 +11,7 @@ The model's ``net`` is ``LookupTable -> (LSTM | VanillaRNN [-> View -> BatchNorm
   affine map of that layer's output, which is folded into what reads the output next (the next
   layer's input weights, or the output layer): the network computes the same function without it.
 - A Lua function where a weight should be is refused; anywhere else it is ignored (never run: see
-  :mod:`charrnn.torch7`).
+  :mod:`charrnn.ckpt.torch7`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 import torchfile
 from torch import Tensor
 
-from charrnn.torch7 import Torch7Error, parse, typename, what
+from charrnn.ckpt.torch7 import Torch7Error, parse, typename, what
 from charrnn.vocab import Vocab
 
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import torch
 
-from charrnn.checkpoint_io import SafeCheckpointIO
+from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.cli import CharRNNCLI
 from charrnn.data import CharDataModule
 from charrnn.model import CharRNN
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.resume_support import DEBUG, make_work
 
 KILLED_SAVE = """
 import os, signal, sys, torch
-from charrnn.checkpoint_io import SafeCheckpointIO
+from charrnn.ckpt.write import SafeCheckpointIO
 
 io, target = SafeCheckpointIO(), sys.argv[1]
 io.save_checkpoint({"weights": torch.ones(1000)}, target)
