@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from charrnn.sampling import check_settings
+
 DEFAULT_TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -39,8 +41,12 @@ class CompletionRule:
     oversample: float = 3.0
 
     def __post_init__(self) -> None:
-        if not self.temperatures or any(t < 0 for t in self.temperatures):
-            raise ValueError("--temperatures needs at least one value, each ≥0")
+        if not self.temperatures:
+            raise ValueError("--temperatures needs at least one value")
+        try:
+            check_settings(self.temperatures)
+        except ValueError as e:
+            raise ValueError(f"--temperatures: {e}") from None
         if self.max_chars < 1:
             raise ValueError(f"--max-chars {self.max_chars} must be ≥1")
         if not 0 <= self.min_words <= self.max_words:
