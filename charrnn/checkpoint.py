@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from charrnn.errors import UsageError
 from charrnn.net import CharRNNNet
 from charrnn.net_spec import check_weights
 from charrnn.vocab import Vocab
@@ -35,7 +36,7 @@ EXPORT_VOCAB = "vocab.json"
 _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint that cannot be used; the message names the file."""
 
 
@@ -127,6 +128,8 @@ def _build(what: str, vocab: Vocab, net_args: dict[str, Any], weights: dict[str,
 
 def export_path(path: str | os.PathLike) -> Path | None:
     """The ``model.safetensors`` that ``path`` names (the file or its directory), or None if it is no export."""
+    if not os.fspath(path):
+        raise CheckpointError("the path is empty; give a checkpoint (.ckpt) or an export")
     path = Path(path)
     if path.is_dir():
         return path / EXPORT_WEIGHTS

@@ -12,12 +12,13 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from charrnn import resume
 from charrnn.checkpoint import CheckpointError, model_spec
 from charrnn.checkpoint_io import SafeCheckpointIO
 from charrnn.data import CharDataModule
+from charrnn.errors import UsageError
 from charrnn.model import CharRNN
 
 
@@ -75,6 +76,13 @@ class CharRNNCLI(LightningCLI):
 
     before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
 
+    def _set_seed(self) -> None:
+        seed = self._subconfig().get("seed_everything")
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
+            raise UsageError(f"--seed_everything {seed}: give a whole number from 0 to {2**32 - 1} (what NumPy "
+                             "accepts), or true for a random one")
+        super()._set_seed()
+
     def after_fit(self) -> None:
         """Says where the result is and how to try it."""
         best = next((cb for cb in self.trainer.checkpoint_callbacks
@@ -91,7 +99,8 @@ class CharRNNCLI(LightningCLI):
 
 
 def cli_main(args: list[str] | None = None) -> CharRNNCLI:
-    """Runs the command; a checkpoint problem exits with status 2 and SIGTERM with 143, each with a message."""
+    """Runs the command; a user's mistake (a bad flag or file) exits with status 2 and SIGTERM with 143, each
+    with a one-line message."""
     # Lightning's progress bar redraws at least every TQDM_MINITERS steps: every 10, not every step, so
     # the loss it shows is read from the device (a wait for the GPU) once per 10 steps.
     os.environ.setdefault("TQDM_MINITERS", "10")
@@ -105,7 +114,7 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
             trainer_defaults={"use_distributed_sampler": False},
             args=args,
         )
-    except CheckpointError as e:
+    except (UsageError, MisconfigurationException) as e:  # ours (CheckpointError included), and the Trainer's
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except SIGTERMException:

@@ -19,8 +19,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from charrnn.checkpoint import load_vocab
-from charrnn.preprocess import preprocess, scan, scan_sha256
+from charrnn.errors import MissingFileError, UsageError
+from charrnn.preprocess import PreprocessError, preprocess, scan, scan_sha256
 from charrnn.stream_loader import ResumableLoader
+from charrnn.train_flags import as_data_flags, check_data_flags
 from charrnn.vocab import Vocab, byte_token
 
 
@@ -32,11 +34,15 @@ class SplitArray:
 
     def __init__(self, path: Path, name: str) -> None:
         self.path, self.name = path, name
-        with h5py.File(path, "r") as f:
-            if name not in f:
-                raise ValueError(f"{path} has no dataset {name!r}; expected train, val and test (torch-rnn format)")
-            ds = f[name]
-            self.length, self.dtype, self.offset = len(ds), ds.dtype, ds.id.get_offset()
+        try:
+            with h5py.File(path, "r") as f:
+                ds = f[name] if name in f else None
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "ui":
+                    raise UsageError(f"--data.input_h5 {path} has no 1-D dataset {name!r} of token indices; "
+                                     "expected train, val and test (torch-rnn format)")
+                self.length, self.dtype, self.offset = len(ds), ds.dtype, ds.id.get_offset()
+        except OSError as e:
+            raise UsageError(f"--data.input_h5 {path} is not a readable HDF5 file ({e})") from None
         self._array: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -97,7 +103,7 @@ def fit_batch_size(length: int, batch_size: int, seq_length: int, world_size: in
     if fits >= batch_size:
         return batch_size
     if fits == 0:
-        raise ValueError(
+        raise UsageError(
             f"{what} has {length} characters, fewer than seq_length + 1 = {seq_length + 1} per process; "
             "lower --data.seq_length or use a larger corpus (or larger --data.val_frac/--data.test_frac)"
         )
@@ -142,8 +148,7 @@ class CharDataModule(L.LightningDataModule):
         unknown: Literal["drop", "error"] = "drop",
     ) -> None:
         super().__init__()
-        if input_txt is None and (input_h5 is None or input_json is None):
-            raise ValueError("give --data.input_txt, or both --data.input_h5 and --data.input_json")
+        check_data_flags(input_txt, input_h5, input_json, batch_size, seq_length, num_workers, encoding)
         self.input_txt = Path(input_txt) if input_txt else None
         self.vocab_from, self.unknown = vocab_from, unknown
         self.fixed_vocab: Vocab | None = None
@@ -152,7 +157,7 @@ class CharDataModule(L.LightningDataModule):
             try:
                 self.fixed_vocab = load_vocab(vocab_from)
             except (ValueError, FileNotFoundError) as e:
-                raise ValueError(f"--data.vocab_from: {e}") from None
+                raise UsageError(f"--data.vocab_from: {e}") from None
             digest = hashlib.sha256("\n".join(self.fixed_vocab.tokens).encode("utf-8", "surrogatepass"))
             stem += f".vocab-{digest.hexdigest()[:8]}"  # the corpus's own .h5/.json stay as they are
         self.h5_path = Path(input_h5) if input_h5 else Path(stem + ".h5")
@@ -168,7 +173,7 @@ class CharDataModule(L.LightningDataModule):
     def _download(self) -> None:
         assert self.input_txt is not None
         if not self.url:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"--data.input_txt {self.input_txt} does not exist; put your corpus there, "
                 "or set --data.url to download it"
             )
@@ -181,7 +186,7 @@ class CharDataModule(L.LightningDataModule):
                     f.write(block)
             os.replace(tmp, self.input_txt)
         except OSError as e:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"--data.input_txt {self.input_txt} does not exist and downloading it from {self.url} failed ({e}); "
                 f"download it yourself and put it at {self.input_txt}"
             ) from None
@@ -213,11 +218,17 @@ class CharDataModule(L.LightningDataModule):
         message = (f"{sum(unknown.values())} characters of --data.input_txt {self.input_txt} are not in the "
                    f"vocabulary of --data.vocab_from {self.vocab_from}: {shown}")
         if self.unknown == "error":
-            raise ValueError(message + "; pass --data.unknown drop to leave them out")
+            raise UsageError(message + "; pass --data.unknown drop to leave them out")
         rank_zero_warn(message + " (left out: --data.unknown drop)")
 
     def prepare(self) -> None:
         """Downloads and preprocesses as needed; safe to call again (and from several processes)."""
+        try:
+            self._prepare()
+        except PreprocessError as e:
+            raise as_data_flags(e) from None
+
+    def _prepare(self) -> None:
         if self.input_txt is None or self._prepared:
             return
         if not self.input_txt.exists():
@@ -236,9 +247,12 @@ class CharDataModule(L.LightningDataModule):
     def vocab(self) -> list[str]:
         """The tokens in index order; LightningCLI links this into the model."""
         self.prepare()
-        vocab = Vocab.load(self.json_path)
+        try:
+            vocab = Vocab.load(self.json_path)
+        except (ValueError, FileNotFoundError) as e:
+            raise UsageError(f"--data.input_json: {e}") from None
         if self.fixed_vocab is not None and vocab != self.fixed_vocab:
-            raise ValueError(f"--data.input_json {self.json_path} has another vocabulary than --data.vocab_from "
+            raise UsageError(f"--data.input_json {self.json_path} has another vocabulary than --data.vocab_from "
                              f"{self.vocab_from}; preprocess the corpus with --vocab (python -m charrnn.preprocess)")
         return vocab.tokens
 
@@ -249,7 +263,7 @@ class CharDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         self.prepare()
         if not self.h5_path.is_file():
-            raise FileNotFoundError(f"--data.input_h5 {self.h5_path} does not exist")
+            raise MissingFileError(f"--data.input_h5 {self.h5_path} does not exist")
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
         for name in needed:

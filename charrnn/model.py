@@ -15,6 +15,7 @@ from charrnn import resume_state
 from charrnn.checkpoint import CheckpointError, load_model
 from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
 from charrnn.net import CharRNNNet, ModelType, State, detach_state, zero_some_rows
+from charrnn.train_flags import check_model_flags
 from charrnn.vocab import Vocab
 
 LN2 = math.log(2.0)
@@ -76,6 +77,7 @@ class CharRNN(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.vocab = Vocab(vocab)
+        check_model_flags(self.hparams, len(self.vocab))
         self.net = CharRNNNet(len(self.vocab), model_type, wordvec_size, rnn_size, num_layers, dropout,
                               layer_norm, tie_weights, weight_drop)
         self.best_val_loss: float | None = None

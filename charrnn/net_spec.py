@@ -29,6 +29,15 @@ Shape = tuple[int, ...]
 def architecture(args: Mapping[str, Any]) -> dict[str, Any]:
     """The network's hyperparameters (CharRNNNet's defaults where ``args`` lacks one), checked for type and range."""
     arch = {k: args.get(k, d) for k, d in _DEFAULTS.items()}
+    problems = architecture_problems(arch)
+    if problems:
+        raise ValueError("its architecture is not valid: " + "; ".join(problems))
+    return arch
+
+
+def architecture_problems(arch: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the hyperparameters ``arch`` (all of CharRNNNet's but the vocabulary size), each
+    starting with the hyperparameter's name; empty when they are fine."""
     problems = []
     if arch["model_type"] not in GATES:
         problems.append(f"model_type {arch['model_type']!r} is not one of {', '.join(GATES)}")
@@ -44,9 +53,14 @@ def architecture(args: Mapping[str, Any]) -> dict[str, Any]:
             problems.append(f"{k} {arch[k]!r} is not true or false")
     if not problems and arch["tie_weights"] and arch["wordvec_size"] != arch["rnn_size"]:
         problems.append(f"tie_weights needs wordvec_size == rnn_size ({arch['wordvec_size']} and {arch['rnn_size']})")
-    if problems:
-        raise ValueError("its architecture is not valid: " + "; ".join(problems))
-    return arch
+    return problems
+
+
+def parameter_count(vocab_size: int, arch: Mapping[str, Any]) -> int:
+    """Numbers in the state dict of ``arch`` (checked by :func:`architecture`), by arithmetic: no loop over layers."""
+    g, e, h, layers = GATES[arch["model_type"]], arch["wordvec_size"], arch["rnn_size"], arch["num_layers"]
+    recurrent = g * h * (e + h + 2) + (layers - 1) * g * h * (2 * h + 2)
+    return vocab_size * e + recurrent + (2 * h * layers if arch["layer_norm"] else 0) + vocab_size * (h + 1)
 
 
 def tensor_count(arch: Mapping[str, Any]) -> int:
