@@ -18,7 +18,7 @@ from charrnn.export import export
 from charrnn.export import main as export_main
 from charrnn.model import CharRNN
 from charrnn.net import CharRNNNet
-from charrnn.net_spec import expected_shapes
+from charrnn.net_spec import expected_shapes, parameter_count
 from charrnn.sample import main as sample_main
 
 VOCAB = list("abcdefgh \n")
@@ -46,6 +46,7 @@ def test_expected_shapes_are_the_networks(model_type, layers, layer_norm, tie):
                 dropout=0.0, layer_norm=layer_norm, tie_weights=tie, weight_drop=0.0)
     net = CharRNNNet(7, **arch)
     assert expected_shapes(7, arch) == {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert parameter_count(7, arch) == sum(v.numel() for v in net.state_dict().values())
 
 
 TAMPERED = {

@@ -171,3 +171,14 @@ def test_atomic_write_all_writes_all_or_nothing(tmp_path):
     assert a.read_text() == "old a" and not b.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a"]
     atomic_write_all({a: lambda f: f.write(b"new a"), b: lambda f: f.write(b"new b")})
     assert a.read_text() == "new a" and b.read_text() == "new b"
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": -1.0}, {"temperature": float("nan")}, {"every_n_steps": -1},
+                                    {"length": -5}, {"seed": 2**64}])
+def test_text_samples_refuses_its_settings_before_training(kwargs):
+    from charrnn.callbacks import TextSamples
+    from charrnn.errors import UsageError
+
+    with pytest.raises(UsageError, match="^TextSamples callback: "):
+        TextSamples(**kwargs)
+    TextSamples(temperature=0.0, every_n_steps=0, length=0)  # greedy, off, empty: all meaningful

@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if not 0 <= args.port < 65536:
         parser.error(f"--port {args.port} must be between 0 and 65535")
-    if args.torch_threads < 1:
-        parser.error(f"--torch-threads {args.torch_threads} must be ≥1")
+    if not 1 <= args.torch_threads <= 1024:
+        parser.error(f"--torch-threads {args.torch_threads} must be between 1 and 1024")
     try:
         parse_device(args.device)
     except ValueError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -88,7 +89,7 @@ class Limits:
         checks = {
             "--max-n": self.max_n >= 1, "--default-n": 1 <= self.default_n <= self.max_n,
             "--max-start-text": self.max_start_text >= 1, "--prime-window": self.prime_window >= 1,
-            "--max-length": self.max_length >= 1, "--deadline": self.deadline > 0,
+            "--max-length": self.max_length >= 1, "--deadline": 0 < self.deadline < math.inf,
             "--workers": self.workers >= 1, "--max-pending": self.max_pending >= self.workers,
             "--max-request-bytes": self.max_request_bytes >= 16384,
         }
