@@ -22,7 +22,7 @@ from charrnn.checkpoint import load_vocab
 from charrnn.errors import MissingFileError, UsageError
 from charrnn.preprocess import PreprocessError, preprocess, scan, scan_sha256
 from charrnn.stream_loader import ResumableLoader
-from charrnn.train_flags import as_data_flags, check_data_flags
+from charrnn.train_flags import as_data_flags, check_data_flags, check_split_indices
 from charrnn.vocab import Vocab, byte_token
 
 
@@ -271,6 +271,7 @@ class CharDataModule(L.LightningDataModule):
             if name == "val" and len(split) == 0:
                 continue  # no validation split (val_frac 0): validation is skipped
             what = f"the {name} split of {self.h5_path}"
+            check_split_indices(split.array, len(self.vocab), what)
             batch = fit_batch_size(len(split), self.batch_size, self.seq_length, world, what)
             self.datasets[name] = StreamBatches(split, batch, self.seq_length, rank, world)
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from charrnn.errors import UsageError
 from charrnn.net_spec import architecture_problems, parameter_count
 from charrnn.preprocess import PreprocessError, check_encoding
@@ -77,3 +79,12 @@ def check_model_flags(hp: Mapping[str, Any], vocab_size: int) -> None:
                          f"--model.wordvec_size {hp['wordvec_size']}: a network of {count:,} parameters needs "
                          f"{4 * count / 2**30:,.0f} GiB for its weights alone; this machine has "
                          f"{memory / 2**30:,.0f} GiB")
+
+
+def check_split_indices(indices: np.ndarray, vocab_size: int, what: str) -> None:
+    """Refuses a split holding token indices outside 1..``vocab_size`` (an .h5 of another vocabulary than its
+    .json), which would otherwise fail inside the embedding, mid-training. One pass over the split."""
+    if len(indices) and not (int(indices.min()) >= 1 and int(indices.max()) <= vocab_size):
+        raise UsageError(f"{what} holds token indices {int(indices.min())}..{int(indices.max())}, but its "
+                         f"vocabulary (--data.input_json) has {vocab_size} tokens: the .h5 and .json do not "
+                         "belong together")

@@ -182,3 +182,19 @@ def test_text_samples_refuses_its_settings_before_training(kwargs):
     with pytest.raises(UsageError, match="^TextSamples callback: "):
         TextSamples(**kwargs)
     TextSamples(temperature=0.0, every_n_steps=0, length=0)  # greedy, off, empty: all meaningful
+
+
+def test_an_h5_of_another_vocabulary_is_refused_before_training(work, capsys):
+    from charrnn.preprocess import preprocess as make
+
+    make(work / "tiny.txt", work / "tiny.h5", work / "tiny.json", quiet=True)
+    tokens = Vocab.load(work / "tiny.json").tokens
+    (work / "small.json").write_text(json.dumps(Vocab(tokens[:10]).to_json_dict()))
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["fit", "--config", str(ROOT / "configs" / "debug.yaml"), "--data.input_txt", "null",
+                  "--data.input_h5", "tiny.h5", "--data.input_json", "small.json", "--trainer.max_steps", "2"])
+    assert exit_.value.code == 2
+    assert one_error_line(capsys) == (f"error: the train split of tiny.h5 holds token indices 1..{len(tokens)}, but "
+                                      "its vocabulary (--data.input_json) has 10 tokens: the .h5 and .json do not "
+                                      "belong together")
+    assert not (work / "checkpoints").exists()
