@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 import warnings
-from pathlib import Path
 
 import torch
 
@@ -18,6 +17,8 @@ from charrnn.devices import parse_device
 from charrnn.net import CharRNNNet
 from charrnn.sampling import SEED_MAX, SEED_MIN, check_settings, sample, sample_text
 from charrnn.vocab import Vocab
+
+MAX_START_FILE = 64 << 20  # bytes
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,7 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if args.start_text:
             p.error("give --start_text or --start_file, not both")
         try:
-            args.start_text = Path(args.start_file).read_text(encoding="utf-8")
+            with open(args.start_file, "rb") as f:  # bounded: /dev/zero or a runaway pipe must not fill memory
+                data = f.read(MAX_START_FILE + 1)
+            if len(data) > MAX_START_FILE:
+                p.error(f"--start_file {args.start_file} is longer than {MAX_START_FILE >> 20} MiB; give a shorter "
+                        "prime")
+            args.start_text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             p.error(f"--start_file {args.start_file}: {e}")
     return args

@@ -58,6 +58,8 @@ def test_top_k_1_equals_argmax(ckpt, capsys):
     (["--device", "bogus"], "--device bogus"),
     (["--device", "meta"], "--device meta"),
     (["--length", "ten"], "--length"),
+    (["--start_file", "/dev/zero"], "--start_file /dev/zero is longer than 64 MiB"),
+    (["--start_file", "/"], "--start_file /: [Errno 21] Is a directory"),
     (["--num_samples", "0"], "--num_samples"),
     (["--start_file", "/nonexistent/prime.txt"], "--start_file"),
 ])
