@@ -100,6 +100,10 @@ def _check(what: str, vocab_size: int, args: dict[str, Any], weights: dict[str, 
                 raise ValueError(f"its weight {k} is a {type(v).__name__}, not a tensor")
             stored[k] = (tuple(v.shape), v.dtype)
         check_weights(vocab_size, args, stored)
+        bad = [k for k, v in weights.items() if isinstance(v, torch.Tensor) and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ValueError(f"weight {bad[0]} holds NaN or infinite values (training diverged, or the file is "
+                             "damaged); use an earlier checkpoint")
     except ValueError as e:
         raise CheckpointError(f"{what}: {e}") from None
 
@@ -112,12 +116,8 @@ class _Header(NamedTuple):
 
 
 def _build(what: str, vocab: Vocab, net_args: dict[str, Any], weights: dict[str, torch.Tensor]) -> CharRNNNet:
-    """The network of weights already checked by :func:`_check`; non-finite weights (a run that diverged,
-    or a damaged file) are refused, as nothing could be sampled from them."""
-    bad = [k for k, v in weights.items() if not bool(torch.isfinite(v).all())]
-    if bad:
-        raise CheckpointError(f"{what}: weight {bad[0]} holds NaN or infinite values (training diverged, or the "
-                              "file is damaged); use an earlier checkpoint")
+    """The network of weights checked by :func:`_check` (an export's by their header: their values here)."""
+    _check(what, len(vocab), net_args, weights)
     try:
         net = CharRNNNet(len(vocab), **{k: net_args[k] for k in NET_ARGS if k in net_args})
         net.load_state_dict(weights)

@@ -202,7 +202,10 @@ class CharRNN(L.LightningModule):
             self.init_weights_from(self.hparams.init_from)
 
     def init_weights_from(self, path: str) -> None:
-        net, vocab = load_model(path)
+        try:
+            net, vocab = load_model(path)
+        except CheckpointError as e:
+            raise CheckpointError(f"--model.init_from {e}") from None
         if vocab != self.vocab:
             raise CheckpointError(f"--model.init_from {path}: its vocabulary ({len(vocab)} tokens) is not the data's "
                                   f"({len(self.vocab)} tokens); encode the corpus with it (--data.vocab_from {path})")

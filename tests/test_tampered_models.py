@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from charrnn.checkpoint import EXPORT_FORMAT, CheckpointError, load_model, model_spec
+from charrnn.checkpoint import EXPORT_FORMAT, CheckpointError, load_model, model_spec, read_checkpoint
 from charrnn.export import export
 from charrnn.export import main as export_main
 from charrnn.model import CharRNN
@@ -78,9 +78,10 @@ def test_a_tampered_checkpoint_is_refused_naming_it(good, tmp_path, case):
     change, words = TAMPERED[case]
     path = write(good, tmp_path / "bad.ckpt", change)
     started = time.monotonic()
-    with pytest.raises(CheckpointError, match=f"checkpoint {path}") as e:
-        load_model(path)
-    assert words in str(e.value) and "\n" not in str(e.value)
+    for read in (load_model, model_spec, read_checkpoint):  # sample/serve/export, init_from, resume
+        with pytest.raises(CheckpointError, match=f"checkpoint {path}") as e:
+            read(path)
+        assert words in str(e.value) and "\n" not in str(e.value)
     assert time.monotonic() - started < 10  # refused, not built
 
 

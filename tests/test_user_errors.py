@@ -198,3 +198,15 @@ def test_an_h5_of_another_vocabulary_is_refused_before_training(work, capsys):
                                       "its vocabulary (--data.input_json) has 10 tokens: the .h5 and .json do not "
                                       "belong together")
     assert not (work / "checkpoints").exists()
+
+
+def test_init_from_a_diverged_checkpoint_is_refused_naming_the_flag(work, ckpt, capsys):
+    state = torch.load(ckpt, weights_only=True)
+    state["state_dict"]["net.head.bias"][0] = float("nan")
+    torch.save(state, work / "nan.ckpt")
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["fit", "--config", str(ROOT / "configs" / "debug.yaml"), "--data.input_txt", "tiny.txt",
+                  "--data.url", "null", "--trainer.max_steps", "2", "--model.init_from", "nan.ckpt"])
+    assert exit_.value.code == 2
+    assert one_error_line(capsys).startswith("error: --model.init_from checkpoint nan.ckpt: weight head.bias holds NaN")
+    assert not (work / "checkpoints").exists()
