@@ -197,13 +197,14 @@ class CharDataModule(L.LightningDataModule):
         """Whether the .h5/.json were made from the present ``input_txt`` with the present settings."""
         if not (self.h5_path.is_file() and self.json_path.is_file()):
             return False
-        try:
-            made = json.loads(self.json_path.read_text()).get("charrnn", {})
-        except (OSError, ValueError):
+        try:  # anything unreadable (garbage, another kind of JSON) is made again
+            data = json.loads(self.json_path.read_text())
+            made = dict(data.get("charrnn", {}))
+            if self.fixed_vocab is not None and Vocab.from_json_dict(data) != self.fixed_vocab:
+                return False
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError):
             return False
         wanted = {"encoding": self.encoding, "val_frac": self.val_frac, "test_frac": self.test_frac}
-        if self.fixed_vocab is not None and Vocab.load(self.json_path) != self.fixed_vocab:
-            return False
         same_settings = all(made.get(k) == v for k, v in wanted.items())
         return same_settings and made.get("source_sha256") == scan_sha256(self.input_txt)
 

@@ -210,3 +210,17 @@ def test_init_from_a_diverged_checkpoint_is_refused_naming_the_flag(work, ckpt, 
     assert exit_.value.code == 2
     assert one_error_line(capsys).startswith("error: --model.init_from checkpoint nan.ckpt: weight head.bias holds NaN")
     assert not (work / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("stale", ["[1, 2]", '{"charrnn": 5}', "[" * 100_000 + "]" * 100_000, "garbage{"])
+@pytest.mark.parametrize("fixed", [False, True])
+def test_an_unreadable_derived_json_is_made_again(work, stale, fixed):
+    from charrnn.data import CharDataModule
+
+    if fixed:
+        (work / "base.json").write_text(json.dumps(Vocab(sorted(set(TINY_TEXT))).to_json_dict()))
+    data = CharDataModule("tiny.txt", vocab_from="base.json" if fixed else None)
+    data.h5_path.write_bytes(b"old")
+    data.json_path.write_text(stale)
+    data.prepare()
+    assert Vocab.load(data.json_path).tokens  # rewritten: a readable vocabulary again
