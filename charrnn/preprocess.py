@@ -360,6 +360,10 @@ def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float
         os.replace(tmp_json, output_json)
         fsync_dir(output_h5.parent)
         fsync_dir(output_json.parent)
+    except OSError as e:  # a full disk, a directory that refuses files: nothing is replaced
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise PreprocessError(f"--output_h5 {output_h5} / --output_json {output_json} could not be written ({first}); "
+                              "files already there are left as they were") from None
     finally:
         for tmp in (tmp_h5, tmp_json):
             tmp.unlink(missing_ok=True)

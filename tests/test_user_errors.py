@@ -224,3 +224,18 @@ def test_an_unreadable_derived_json_is_made_again(work, stale, fixed):
     data.json_path.write_text(stale)
     data.prepare()
     assert Vocab.load(data.json_path).tokens  # rewritten: a readable vocabulary again
+
+
+def test_a_full_disk_during_preprocessing_is_one_line_and_keeps_the_old_pair(work, capsys, monkeypatch):
+    assert preprocess("--output_h5", "o.h5", "--output_json", "o.json") == 0
+    old = (work / "o.h5").read_bytes(), (work / "o.json").read_bytes()
+    (work / "tiny.txt").write_text(TINY_TEXT.upper())
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(preprocess_cli, "_allocate_h5", full)
+    assert preprocess("--output_h5", "o.h5", "--output_json", "o.json") == 2
+    assert "--output_h5 o.h5 / --output_json o.json could not be written ([Errno 28] No space" in one_error_line(capsys)
+    assert ((work / "o.h5").read_bytes(), (work / "o.json").read_bytes()) == old
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []  # no temporary file left
