@@ -12,9 +12,9 @@ from jsonargparse import Namespace
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from charrnn import callbacks, predictions
 from charrnn.ckpt import find
@@ -23,7 +23,13 @@ from charrnn.ckpt.load import CheckpointError, model_spec, origin
 from charrnn.ckpt.run_directory import RunDirectory
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.data import CharDataModule
-from charrnn.lightning_private import build_trainer, subcommand_defaults, version_left_to_lightning
+from charrnn.errors import UsageError
+from charrnn.lightning_private import (
+    CLIWithOwnCheckpointSettings,
+    build_trainer,
+    subcommand_defaults,
+    version_left_to_lightning,
+)
 from charrnn.model import CharRNN
 
 # The always-present callbacks, each a group of flags and a YAML section of its own.
@@ -39,7 +45,7 @@ GROUPS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
 }
 
 
-class CharRNNCLI(LightningCLI):
+class CharRNNCLI(CLIWithOwnCheckpointSettings):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The vocabulary comes from the data, never from the config.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
@@ -68,8 +74,12 @@ class CharRNNCLI(LightningCLI):
             given = parser.parse_args(args, defaults=False) if not isinstance(args, (dict, Namespace)) else args
             given = given.get(given.subcommand) if given.get("subcommand") else given
             self._given_model = set((given.get("model") or Namespace()).keys())
+        seed = self._subconfig().get("seed_everything")
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
+            raise UsageError(f"--seed_everything {seed}: give a whole number from 0 to {2**32 - 1} (what NumPy "
+                             "accepts), or true for a random one")
 
-    def _parse_ckpt_path(self) -> None:
+    def apply_checkpoint_settings(self) -> None:
         """``--ckpt_path FILE``: Lightning's CLI would replace every model setting with the checkpoint's,
         dropping the flags without a word. Here the checkpoint fills in only what no config or flag
         gives, and what they give is checked against it (``find.compare``)."""
@@ -181,7 +191,8 @@ class CharRNNCLI(LightningCLI):
 
 
 def cli_main(args: list[str] | None = None) -> CharRNNCLI:
-    """Runs the command; a checkpoint problem exits with status 2 and SIGTERM with 143, each with a message."""
+    """Runs the command; a user's mistake (a bad flag or file) exits with status 2 and SIGTERM with 143, each
+    with a one-line message."""
     # Lightning's progress bar redraws at least every TQDM_MINITERS steps: every 10, not every step, so
     # the loss it shows is read from the device (a wait for the GPU) once per 10 steps.
     os.environ.setdefault("TQDM_MINITERS", "10")
@@ -195,7 +206,7 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
             trainer_defaults={"use_distributed_sampler": False},
             args=args,
         )
-    except CheckpointError as e:
+    except (UsageError, MisconfigurationException) as e:  # ours (CheckpointError included), and the Trainer's
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except NoSpaceError as e:

@@ -21,8 +21,10 @@ from torch.utils.data import DataLoader, Dataset
 from charrnn.ckpt.atomic import atomic_write
 from charrnn.ckpt.load import load_vocab
 from charrnn.ckpt.stream_loader import ResumableLoader
+from charrnn.errors import MissingFileError, UsageError
 from charrnn.lightning_private import batches_trained_this_epoch
-from charrnn.preprocess import UnknownReport, preprocess, scan_sha256
+from charrnn.preprocess import PreprocessError, UnknownReport, preprocess, scan_sha256
+from charrnn.train_flags import as_data_flags, check_data_flags, check_split_indices
 from charrnn.vocab import Vocab
 
 
@@ -34,11 +36,15 @@ class SplitArray:
 
     def __init__(self, path: Path, name: str) -> None:
         self.path, self.name = path, name
-        with h5py.File(path, "r") as f:
-            if name not in f:
-                raise ValueError(f"{path} has no dataset {name!r}; expected train, val and test (torch-rnn format)")
-            ds = f[name]
-            self.length, self.dtype, self.offset = len(ds), ds.dtype, ds.id.get_offset()
+        try:
+            with h5py.File(path, "r") as f:
+                ds = f[name] if name in f else None
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "ui":
+                    raise UsageError(f"--data.input_h5 {path} has no 1-D dataset {name!r} of token indices; "
+                                     "expected train, val and test (torch-rnn format)")
+                self.length, self.dtype, self.offset = len(ds), ds.dtype, ds.id.get_offset()
+        except OSError as e:
+            raise UsageError(f"--data.input_h5 {path} is not a readable HDF5 file ({e})") from None
         self._array: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -99,7 +105,7 @@ def fit_batch_size(length: int, batch_size: int, seq_length: int, world_size: in
     if fits >= batch_size:
         return batch_size
     if fits == 0:
-        raise ValueError(
+        raise UsageError(
             f"{what} has {length} characters, fewer than seq_length + 1 = {seq_length + 1} per process; "
             "lower --data.seq_length or use a larger corpus (or larger --data.val_frac/--data.test_frac)"
         )
@@ -144,8 +150,7 @@ class CharDataModule(L.LightningDataModule):
         unknown: Literal["drop", "error"] = "drop",
     ) -> None:
         super().__init__()
-        if input_txt is None and (input_h5 is None or input_json is None):
-            raise ValueError("give --data.input_txt, or both --data.input_h5 and --data.input_json")
+        check_data_flags(input_txt, input_h5, input_json, batch_size, seq_length, num_workers, encoding)
         self.input_txt = Path(input_txt) if input_txt else None
         self.vocab_from, self.unknown = vocab_from, unknown
         self.fixed_vocab: Vocab | None = None
@@ -154,7 +159,7 @@ class CharDataModule(L.LightningDataModule):
             try:
                 self.fixed_vocab = load_vocab(vocab_from)
             except (ValueError, FileNotFoundError) as e:
-                raise ValueError(f"--data.vocab_from: {e}") from None
+                raise UsageError(f"--data.vocab_from: {e}") from None
             digest = hashlib.sha256("\n".join(self.fixed_vocab.tokens).encode("utf-8", "surrogatepass"))
             stem += f".vocab-{digest.hexdigest()[:8]}"  # the corpus's own .h5/.json stay as they are
         self.h5_path = Path(input_h5) if input_h5 else Path(stem + ".h5")
@@ -170,7 +175,7 @@ class CharDataModule(L.LightningDataModule):
     def _download(self) -> None:
         assert self.input_txt is not None
         if not self.url:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"--data.input_txt {self.input_txt} does not exist; put your corpus there, "
                 "or set --data.url to download it"
             )
@@ -179,7 +184,7 @@ class CharDataModule(L.LightningDataModule):
             with urllib.request.urlopen(self.url, timeout=60) as r:
                 atomic_write(self.input_txt, lambda f: shutil.copyfileobj(r, f, 1 << 20))
         except OSError as e:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"--data.input_txt {self.input_txt} does not exist and downloading it from {self.url} failed ({e}); "
                 f"download it yourself and put it at {self.input_txt}"
             ) from None
@@ -188,18 +193,25 @@ class CharDataModule(L.LightningDataModule):
         """Whether the .h5/.json were made from the present ``input_txt`` with the present settings."""
         if not (self.h5_path.is_file() and self.json_path.is_file()):
             return False
-        try:
-            made = json.loads(self.json_path.read_text()).get("charrnn", {})
-        except (OSError, ValueError):
+        try:  # anything unreadable (garbage, another kind of JSON) is made again
+            data = json.loads(self.json_path.read_text())
+            made = dict(data.get("charrnn", {}))
+            if self.fixed_vocab is not None and Vocab.from_json_dict(data) != self.fixed_vocab:
+                return False
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError):
             return False
         wanted = {"encoding": self.encoding, "val_frac": self.val_frac, "test_frac": self.test_frac}
-        if self.fixed_vocab is not None and Vocab.load(self.json_path) != self.fixed_vocab:
-            return False
         same_settings = all(made.get(k) == v for k, v in wanted.items())
         return same_settings and made.get("source_sha256") == scan_sha256(self.input_txt)
 
     def prepare(self) -> None:
         """Downloads and preprocesses as needed; safe to call again (and from several processes)."""
+        try:
+            self._prepare()
+        except PreprocessError as e:
+            raise as_data_flags(e) from None
+
+    def _prepare(self) -> None:
         if self.input_txt is None or self._prepared:
             return
         if not self.input_txt.exists():
@@ -219,9 +231,12 @@ class CharDataModule(L.LightningDataModule):
     def vocab(self) -> list[str]:
         """The tokens in index order; LightningCLI links this into the model."""
         self.prepare()
-        vocab = Vocab.load(self.json_path)
+        try:
+            vocab = Vocab.load(self.json_path)
+        except (ValueError, FileNotFoundError) as e:
+            raise UsageError(f"--data.input_json: {e}") from None
         if self.fixed_vocab is not None and vocab != self.fixed_vocab:
-            raise ValueError(f"--data.input_json {self.json_path} has another vocabulary than --data.vocab_from "
+            raise UsageError(f"--data.input_json {self.json_path} has another vocabulary than --data.vocab_from "
                              f"{self.vocab_from}; preprocess the corpus with --vocab (python -m charrnn.preprocess)")
         return vocab.tokens
 
@@ -232,7 +247,7 @@ class CharDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         self.prepare()
         if not self.h5_path.is_file():
-            raise FileNotFoundError(f"--data.input_h5 {self.h5_path} does not exist")
+            raise MissingFileError(f"--data.input_h5 {self.h5_path} does not exist")
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
         for name in needed:
@@ -240,6 +255,7 @@ class CharDataModule(L.LightningDataModule):
             if name == "val" and len(split) == 0:
                 continue  # no validation split (val_frac 0): validation is skipped
             what = f"the {name} split of {self.h5_path}"
+            check_split_indices(split.array, len(self.vocab), what)
             batch = fit_batch_size(len(split), self.batch_size, self.seq_length, world, what)
             self.datasets[name] = StreamBatches(split, batch, self.seq_length, rank, world)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from charrnn.ckpt.atomic import atomic_write
+from charrnn.ckpt.atomic import atomic_write_all
 from charrnn.ckpt.load import (
     EXPORT_FORMAT,
     EXPORT_VOCAB,
@@ -47,6 +47,8 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike, dtype: str = "float3
     """
     from safetensors.torch import save
 
+    if not os.fspath(out):
+        raise CheckpointError("--out is empty; give a directory")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"--out {out} is a file; give a directory")
@@ -64,9 +66,16 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike, dtype: str = "float3
         metadata["origin"] = json.dumps(source)
     data = save(tensors, metadata=metadata)
     weights = out / EXPORT_WEIGHTS
-    atomic_write(weights, lambda f: f.write(data))
     text = json.dumps(vocab.to_json_dict(), ensure_ascii=False).encode("utf-8")
-    atomic_write(out / EXPORT_VOCAB, lambda f: f.write(text))
+    for target in (weights, out / EXPORT_VOCAB):
+        if target.exists() and not target.is_file():
+            raise CheckpointError(f"--out {out}: {target} is a directory or a device; move it away first")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_all({weights: lambda f: f.write(data), out / EXPORT_VOCAB: lambda f: f.write(text)})
+    except OSError as e:
+        raise CheckpointError(f"--out {out}: cannot write {e.filename or out} ({e.strerror or e}); files already "
+                              "there are left as they were") from None
     return weights
 
 

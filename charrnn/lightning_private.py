@@ -3,9 +3,10 @@
 Lightning's public API does not tell whether a module is attached to a Trainer, whether the fit loop
 validates right after the current batch, whether this step's metrics go to the logger, how many batches
 of the epoch have been trained on, which log version a logger will take; nor does it offer to write
-``last.ckpt`` now, to turn off ModelCheckpoint's ``-v1`` names once it is made, or to build the Trainer
-from settings and callbacks as LightningCLI does. Exact resume, cheap logging, one run per checkpoint
-directory and the CLI's callback groups need those, so they are read from Lightning's internals here and
+``last.ckpt`` now, to turn off ModelCheckpoint's ``-v1`` names once it is made, to build the Trainer from
+settings and callbacks as LightningCLI does, or to change how LightningCLI applies ``--ckpt_path`` to the
+settings. Exact resume, cheap logging, one run per checkpoint directory, the CLI's callback groups and
+its flags-against-checkpoint rule need those, so they are read from Lightning's internals here and
 nowhere else. ``tests/test_lightning_private.py`` checks each one against the installed Lightning: when
 a release moves one, that test names it. ``pyproject.toml`` pins Lightning's minor version for the same
 reason.
@@ -83,3 +84,15 @@ def build_trainer(cli: LightningCLI, config: dict[str, Any], callbacks: list[Cal
     """The Trainer from ``config`` (the trainer settings) plus ``callbacks``, the way LightningCLI builds it
     (trainer_defaults, the config's callbacks, its SaveConfigCallback)."""
     return cli._instantiate_trainer(config, callbacks)
+
+
+class CLIWithOwnCheckpointSettings(LightningCLI):
+    """LightningCLI whose private step that applies ``--ckpt_path`` to the parsed settings (since Lightning
+    2.5.5 it replaces every model setting with the checkpoint's hyperparameters, dropping the flags that
+    differ) calls :meth:`apply_checkpoint_settings` instead, which subclasses override."""
+
+    def _parse_ckpt_path(self) -> None:
+        self.apply_checkpoint_settings()
+
+    def apply_checkpoint_settings(self) -> None:
+        super()._parse_ckpt_path()

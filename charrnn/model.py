@@ -16,6 +16,7 @@ from charrnn.ckpt.load import CheckpointError, load_model
 from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
 from charrnn.lightning_private import attached_trainer, logger_writes_this_step
 from charrnn.net import CharRNNNet, ModelType, State, detach_state, zero_some_rows
+from charrnn.train_flags import check_model_flags
 from charrnn.vocab import Vocab
 
 LN2 = math.log(2.0)
@@ -77,6 +78,7 @@ class CharRNN(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.vocab = Vocab(vocab)
+        check_model_flags(self.hparams, len(self.vocab))
         self.net = CharRNNNet(len(self.vocab), model_type, wordvec_size, rnn_size, num_layers, dropout,
                               layer_norm, tie_weights, weight_drop)
         self.best_val_loss: float | None = None
@@ -213,7 +215,10 @@ class CharRNN(L.LightningModule):
     on_test_start = on_predict_start = on_validation_start
 
     def init_weights_from(self, path: str) -> None:
-        net, vocab = load_model(path)
+        try:
+            net, vocab = load_model(path)
+        except CheckpointError as e:
+            raise CheckpointError(f"--model.init_from {e}") from None
         if vocab != self.vocab:
             raise CheckpointError(f"--model.init_from {path}: its vocabulary ({len(vocab)} tokens) is not the data's "
                                   f"({len(self.vocab)} tokens); encode the corpus with it (--data.vocab_from {path})")

@@ -42,6 +42,7 @@ import h5py
 import numpy as np
 
 from charrnn.ckpt.atomic import fsync_dir, temp_name
+from charrnn.errors import UsageError
 from charrnn.units import CHUNK_BYTES, DecodeError, Piece, read_units
 from charrnn.vocab import Vocab, byte_token
 
@@ -54,7 +55,7 @@ T = TypeVar("T")
 _flush = getattr(os, "fdatasync", os.fsync)  # the file's data, without its times where the system can
 
 
-class PreprocessError(ValueError):
+class PreprocessError(UsageError):
     """A bad input or output named by its flag; the message says what to do."""
 
 
@@ -176,6 +177,9 @@ def _pieces(path: Path, encoding: str, start: int = 0, stop: int | None = None) 
     except DecodeError as e:
         raise PreprocessError(f"--input_txt {path} is not valid {encoding} at {e}; fix the file, "
                               "or pass --encoding bytes to model raw bytes") from None
+    except UnicodeError as e:  # another codec's own complaint
+        raise PreprocessError(f"--input_txt {path} is not valid {encoding} ({e}); pass the file's --encoding, "
+                              "or --encoding bytes to model raw bytes") from None
 
 
 def _byte_values(mask: np.ndarray) -> bytes:
@@ -239,6 +243,16 @@ def split_sizes(total: int, val_frac: float, test_frac: float) -> tuple[int, int
     return total - val - test, val, test
 
 
+def check_encoding(encoding: str) -> None:
+    """Refuses an ``--encoding`` that is neither ``bytes`` nor a text encoding (base64, rot13 and the like are not)."""
+    if encoding != "bytes":
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise PreprocessError(f"--encoding {encoding} is not a known text encoding; try utf-8, latin-1 or "
+                                  "bytes") from None
+
+
 def check_paths(input_txt: Path, output_h5: Path, output_json: Path) -> None:
     """Fails before anything is written when a path is wrong."""
     if not input_txt.is_file():
@@ -246,6 +260,8 @@ def check_paths(input_txt: Path, output_h5: Path, output_json: Path) -> None:
     if input_txt.stat().st_size == 0:
         raise PreprocessError(f"--input_txt {input_txt} is empty; give a text file with at least 2 characters")
     for flag, out in (("--output_h5", output_h5), ("--output_json", output_json)):
+        if out.exists() and not out.is_file():  # a rename over a directory fails; over /dev/null it replaces it
+            raise PreprocessError(f"{flag} {out} is a directory or a device, not a file; give a file name")
         if out.resolve() == input_txt.resolve():
             raise PreprocessError(f"{flag} {out} is the input file; choose another output path")
         if not out.parent.is_dir():
@@ -289,14 +305,13 @@ def preprocess(
             command's flags).
     """
     say = (lambda *a: None) if quiet else print
+    for flag, path in (("--input_txt", input_txt), ("--output_h5", output_h5), ("--output_json", output_json)):
+        if not os.fspath(path):
+            raise PreprocessError(f"{flag} is empty; give a file name")
     input_txt, output_h5, output_json = Path(input_txt), Path(output_h5), Path(output_json)
     if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
         raise PreprocessError(f"--val_frac {val_frac} and --test_frac {test_frac} must be ≥0 and sum to less than 1")
-    if encoding != "bytes":
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            raise PreprocessError(f"--encoding {encoding} is not a known codec; try utf-8, latin-1 or bytes") from None
+    check_encoding(encoding)
     if unknown not in ("drop", "error"):
         raise PreprocessError(f"--unknown {unknown}: choose drop or error")
     if workers is not None and workers < 1:
@@ -372,6 +387,10 @@ def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float
         os.replace(tmp_json, output_json)
         fsync_dir(output_h5.parent)
         fsync_dir(output_json.parent)
+    except OSError as e:  # a full disk, a directory that refuses files: nothing is replaced
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise PreprocessError(f"--output_h5 {output_h5} / --output_json {output_json} could not be written ({first}); "
+                              "files already there are left as they were") from None
     finally:
         for tmp in (tmp_h5, tmp_json):
             tmp.unlink(missing_ok=True)
@@ -496,6 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         vocab = Vocab.load(args.vocab) if args.vocab else None
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: --vocab {e}", file=sys.stderr)
+        return 2
+    try:
         preprocess(args.input_txt, args.output_h5, args.output_json, args.val_frac, args.test_frac,
                    args.encoding, vocab, args.unknown, args.quiet, args.workers)
     except (PreprocessError, FileNotFoundError, ValueError) as e:

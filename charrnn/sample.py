@@ -9,14 +9,16 @@ import argparse
 import os
 import sys
 import warnings
-from pathlib import Path
 
 import torch
 
 from charrnn.ckpt.load import CheckpointError, load_model, origin
+from charrnn.devices import parse_device
 from charrnn.net import CharRNNNet
-from charrnn.sampling import sample, sample_text
+from charrnn.sampling import SEED_MAX, SEED_MIN, check_settings, sample, sample_text
 from charrnn.vocab import Vocab
+
+MAX_START_FILE = 64 << 20  # bytes
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,21 +43,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--length {args.length} must be ≥0")
     if args.num_samples < 1:
         p.error(f"--num_samples {args.num_samples} must be ≥1")
-    if args.temperature < 0:
-        p.error(f"--temperature {args.temperature} must be ≥0")
-    if args.top_k is not None and args.top_k < 1:
-        p.error(f"--top_k {args.top_k} must be ≥1")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        p.error(f"--top_p {args.top_p} must be in (0, 1]")
+    try:
+        check_settings(args.temperature, args.top_k, args.top_p)
+        args.device = parse_device(args.device)
+    except ValueError as e:
+        p.error(f"--{e}")
+    if args.seed is not None and not SEED_MIN <= args.seed <= SEED_MAX:
+        p.error(f"--seed {args.seed}: give a whole number from {SEED_MIN} to {SEED_MAX} (64 bits)")
     if args.start_file:
         if args.start_text:
             p.error("give --start_text or --start_file, not both")
         try:
-            args.start_text = Path(args.start_file).read_text(encoding="utf-8")
+            with open(args.start_file, "rb") as f:  # bounded: /dev/zero or a runaway pipe must not fill memory
+                data = f.read(MAX_START_FILE + 1)
+            if len(data) > MAX_START_FILE:
+                p.error(f"--start_file {args.start_file} is longer than {MAX_START_FILE >> 20} MiB; give a shorter "
+                        "prime")
+            args.start_text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             p.error(f"--start_file {args.start_file}: {e}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
     return args
 
 
@@ -72,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return _write(args, net, vocab)
+    except (MemoryError, torch.OutOfMemoryError):
+        print(f"error: --num_samples {args.num_samples} with --length {args.length} needs more memory than "
+              f"{args.device} has; ask for fewer samples at once", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # the reader stopped early (`| head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush is quiet too
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -12,6 +13,25 @@ from torch import Tensor
 from charrnn.net import CharRNNNet, State
 from charrnn.stepper import Stepper
 from charrnn.vocab import Vocab
+
+# What torch.Generator.manual_seed takes: any 64-bit pattern, signed or not.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
+def check_settings(temperature: float | Sequence[float] = 1.0, top_k: int | None = None,
+                   top_p: float | None = None) -> None:
+    """Refuses settings that mean nothing, with a message that starts with the setting's name.
+
+    Raises:
+        ValueError: a temperature that is not a finite number ≥0, ``top_k`` below 1, ``top_p`` outside (0, 1].
+    """
+    for t in [temperature] if isinstance(temperature, int | float) else temperature:
+        if not math.isfinite(t) or t < 0:
+            raise ValueError(f"temperature {t}: give a finite number ≥0 (0 takes the most likely character)")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k {top_k}: give a whole number ≥1 (above the vocabulary size it keeps every character)")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p {top_p}: give a probability in (0, 1] (a tiny one takes the most likely character)")
 
 
 def pick(
@@ -27,8 +47,12 @@ def pick(
     A temperature of 0 (per row, when a (B,) tensor is given) takes the most likely token; ``top_k``
     keeps the k most likely tokens, ``top_p`` the smallest set whose probability reaches p. The draw
     inverts each row's distribution at a uniform number in [0, 1): ``uniform`` (B,) when given (so rows
-    of one batch can come from different generators), otherwise drawn from ``generator``.
+    of one batch can come from different generators), otherwise drawn from ``generator``. Settings are
+    checked by :func:`check_settings` (a tensor of temperatures by its caller); a row left with nothing to
+    sample from (NaN logits or temperature) takes its most likely token.
     """
+    if not isinstance(temperature, Tensor):
+        check_settings(temperature, top_k, top_p)
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device).reshape(-1, 1)  # (B|1, 1)
     scores = logits.float() / t.float().clamp_min(1e-6)
     if top_k is not None and 0 < top_k < scores.size(-1):
@@ -37,14 +61,16 @@ def pick(
     if top_p is not None and 0 < top_p < 1:
         sorted_scores, order = scores.sort(dim=-1, descending=True)
         probs = sorted_scores.softmax(dim=-1)
-        drop = probs.cumsum(dim=-1) - probs >= top_p  # the most likely token always stays
+        drop = probs.cumsum(dim=-1) - probs >= top_p
+        drop[:, 0] = False  # the most likely token always stays, also when top_p rounds to 0 in float32
         scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
     if uniform is None:
         uniform = torch.rand(scores.size(0), generator=generator, device=scores.device)
     cdf = scores.softmax(dim=-1).cumsum(dim=-1)  # (B, V)
     target = uniform.to(cdf)[:, None] * cdf[:, -1:]  # (B, 1), below each row's total
     sampled = torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_max(scores.size(-1) - 1)
-    return torch.where(t.squeeze(1) <= 0, logits.argmax(dim=-1), sampled)
+    lost = ~(cdf[:, -1].isfinite() & (cdf[:, -1] > 0))  # (B,): NaN everywhere, the last token's index otherwise
+    return torch.where((t.squeeze(1) <= 0) | lost, logits.argmax(dim=-1), sampled)
 
 
 @torch.no_grad()
@@ -126,6 +152,7 @@ def sample(
         temperature: one for all samples or one per sample; 0 is argmax.
         seed: makes the text repeatable; None draws from torch's global generator.
     """
+    check_settings(temperature, top_k, top_p)
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()

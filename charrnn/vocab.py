@@ -42,7 +42,8 @@ class Vocab:
         self.tokens: list[str] = list(tokens)
         self.index: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
         if len(self.index) != len(self.tokens):
-            raise ValueError("vocabulary has duplicate tokens")
+            twice = next(t for i, t in enumerate(self.tokens) if self.index[t] != i)
+            raise ValueError(f"vocabulary has duplicate tokens ({twice!r} more than once)")
         # A byte vocabulary spells high bytes as "[N]"; a character vocabulary has single characters.
         self.byte_level = any(len(t) > 1 for t in self.tokens)
         for t in self.tokens:
@@ -119,15 +120,23 @@ class Vocab:
     @classmethod
     def from_json_dict(cls, data: dict, source: str = "vocabulary") -> Vocab:
         """Reads torch-rnn's ``idx_to_token`` (or ``token_to_idx``); indices must be 1..V."""
-        if "idx_to_token" in data:
-            pairs = {int(k): v for k, v in data["idx_to_token"].items()}
-        elif "token_to_idx" in data:
-            pairs = {int(v): k for k, v in data["token_to_idx"].items()}
-        else:
-            raise ValueError(f"{source}: no idx_to_token or token_to_idx key; is this a torch-rnn vocabulary?")
+        if not isinstance(data, dict) or not isinstance(data.get("idx_to_token", data.get("token_to_idx")), dict):
+            raise ValueError(f"{source}: no idx_to_token or token_to_idx object; is this a torch-rnn vocabulary?")
+        try:
+            if "idx_to_token" in data:
+                pairs = {int(k): v for k, v in data["idx_to_token"].items()}
+            else:
+                pairs = {int(v): k for k, v in data["token_to_idx"].items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"{source}: its token indices are not all whole numbers") from None
         if sorted(pairs) != list(range(1, len(pairs) + 1)):
             raise ValueError(f"{source}: token indices must be 1..{len(pairs)} without gaps")
-        return cls([pairs[i] for i in range(1, len(pairs) + 1)])
+        if not all(isinstance(t, str) for t in pairs.values()):
+            raise ValueError(f"{source}: its tokens are not all strings")
+        try:
+            return cls([pairs[i] for i in range(1, len(pairs) + 1)])
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
@@ -139,6 +148,12 @@ class Vocab:
             raise FileNotFoundError(f"vocabulary file {path} does not exist") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"vocabulary file {path} is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ValueError(f"vocabulary file {path} is nested too deeply to be a vocabulary") from None
+        except IsADirectoryError:
+            raise ValueError(f"vocabulary file {path} is a directory") from None
+        except OSError as e:
+            raise ValueError(f"vocabulary file {path} cannot be read: {e.strerror}") from None
         return cls.from_json_dict(data, source=str(path))
 
     # ---- lookup tables for fast bulk encoding --------------------------------------------------

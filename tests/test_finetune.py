@@ -5,6 +5,7 @@ counts and left out (or refused with --data.unknown error)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -56,9 +57,12 @@ def test_one_flag_fine_tunes_on_a_new_corpus_with_the_old_vocabulary(base, new_c
     assert after["global_step"] == 2 and after["hyper_parameters"]["init_from"] == str(base)
 
 
-def test_unknown_error_refuses_the_corpus_naming_the_flags(base, new_corpus):
-    with pytest.raises(ValueError, match=r"280 characters of --data.input_txt corpus.txt .* --data.unknown drop"):
+def test_unknown_error_refuses_the_corpus_naming_the_flags(base, new_corpus, capsys):
+    with pytest.raises(SystemExit) as exit_:  # a user's mistake: one line and status 2, no traceback
         fit_in(new_corpus, "--model.init_from", str(base), "--data.unknown", "error")
+    assert exit_.value.code == 2
+    assert re.search(r"^error: 280 characters of --data.input_txt corpus.txt .* --data.unknown drop",
+                     capsys.readouterr().err, re.MULTILINE)
 
 
 def test_a_vocabulary_json_works_as_vocab_from(base, new_corpus):

@@ -159,3 +159,16 @@ def test_the_cli_internals_the_callback_groups_use():
     with still_there("build_trainer / subcommand_defaults"):
         assert list(inspect.signature(LightningCLI._instantiate_trainer).parameters) == ["self", "config", "callbacks"]
         assert list(inspect.signature(LightningCLI._parser).parameters) == ["self", "subcommand"]
+
+
+def test_lightning_cli_applies_ckpt_path_in_the_step_we_replace():
+    import inspect
+
+    from lightning.pytorch.cli import LightningCLI
+
+    with still_there("CLIWithOwnCheckpointSettings"):
+        source = inspect.getsource(LightningCLI.__init__)
+        steps = [source.index(s) for s in ("self.parse_arguments(", "self._parse_ckpt_path()",
+                                           "self.before_instantiate_classes()")]
+        assert steps == sorted(steps), "LightningCLI no longer applies --ckpt_path between parsing and instantiating"
+        assert private.CLIWithOwnCheckpointSettings._parse_ckpt_path is not LightningCLI._parse_ckpt_path

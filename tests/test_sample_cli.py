@@ -49,6 +49,17 @@ def test_top_k_1_equals_argmax(ckpt, capsys):
     (["--top_p", "1.5"], "--top_p"),
     (["--top_k", "0"], "--top_k"),
     (["--temperature", "-1"], "--temperature"),
+    (["--temperature", "nan"], "--temperature nan"),
+    (["--temperature", "inf"], "--temperature inf"),
+    (["--top_p", "nan"], "--top_p nan"),
+    (["--top_k", "-5"], "--top_k -5"),
+    (["--seed", str(2**64)], "--seed 18446744073709551616"),
+    (["--seed", str(-(2**63) - 1)], "--seed -9223372036854775809"),
+    (["--device", "bogus"], "--device bogus"),
+    (["--device", "meta"], "--device meta"),
+    (["--length", "ten"], "--length"),
+    (["--start_file", "/dev/zero"], "--start_file /dev/zero is longer than 64 MiB"),
+    (["--start_file", "/"], "--start_file /: [Errno 21] Is a directory"),
     (["--num_samples", "0"], "--num_samples"),
     (["--start_file", "/nonexistent/prime.txt"], "--start_file"),
 ])
@@ -56,6 +67,19 @@ def test_bad_flags_are_named(ckpt, capsys, args, flag):
     with pytest.raises(SystemExit) as exit_:
         main(["--ckpt", ckpt, *args])
     assert exit_.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_extreme_seeds_and_a_tiny_top_p_work(ckpt, capsys):
+    greedy = run(capsys, "--ckpt", ckpt, "--sample", "0", "--start_text", "All", "--length", "30")
+    assert greedy == run(capsys, "--ckpt", ckpt, "--top_p", "1e-60", "--start_text", "All", "--length", "30")
+    for seed in (str(2**64 - 1), str(-(2**63))):
+        assert len(run(capsys, "--ckpt", ckpt, "--seed", seed, "--length", "10", "--no-include_start")) == 11
+
+
+def test_too_many_samples_for_the_memory_is_one_line(ckpt, capsys):
+    assert main(["--ckpt", ckpt, "--num_samples", str(10**13), "--length", "5"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --num_samples {10**13} with --length 5 needs more memory than cpu has; ask for fewer samples at once"]
 
 
 def test_streams_characters_as_they_are_generated(ckpt, monkeypatch):

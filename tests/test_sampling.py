@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from charrnn.net import CharRNNNet
-from charrnn.sampling import generate, pick, sample, sample_text
+from charrnn.sampling import check_settings, generate, pick, sample, sample_text
 from charrnn.vocab import Vocab
 
 VOCAB = Vocab(list("abcdefgh \n"))
@@ -45,6 +45,40 @@ def test_pick_respects_top_k_and_top_p():
     assert set(pick(logits, 1.0, top_k=2, generator=g).tolist()) == {0, 1}
     assert set(pick(logits, 1.0, top_p=0.7, generator=g).tolist()) == {0, 1}  # 0.5 < 0.7 ≤ 0.8
     assert set(pick(logits, 1.0, generator=g).tolist()) == {0, 1, 2, 3}
+
+
+def test_a_top_p_below_float32s_smallest_keeps_the_most_likely_token():
+    logits = torch.randn(50, 10, generator=torch.Generator().manual_seed(0))
+    for top_p in (1e-30, 1e-50, 5e-324):  # 1e-50 and 5e-324 are 0 in float32
+        assert torch.equal(pick(logits, 1.0, top_p=top_p, generator=torch.Generator().manual_seed(1)),
+                           logits.argmax(dim=-1))
+
+
+@pytest.mark.parametrize(("settings", "name"), [
+    ({"temperature": float("nan")}, "temperature nan"), ({"temperature": float("inf")}, "temperature inf"),
+    ({"temperature": -0.5}, "temperature -0.5"), ({"temperature": [0.5, float("nan")]}, "temperature nan"),
+    ({"top_k": 0}, "top_k 0"), ({"top_k": -3}, "top_k -3"),
+    ({"top_p": 0.0}, "top_p 0.0"), ({"top_p": float("nan")}, "top_p nan"), ({"top_p": 1.5}, "top_p 1.5"),
+])
+def test_meaningless_settings_are_refused_naming_them(net, settings, name):
+    with pytest.raises(ValueError, match=f"^{name}: "):
+        check_settings(**settings)
+    with pytest.raises(ValueError, match=f"^{name}: "):
+        sample_text(net, VOCAB, "ab", 5, **settings)
+    if not isinstance(settings.get("temperature"), list):
+        with pytest.raises(ValueError, match=f"^{name}: "):
+            pick(torch.zeros(2, 4), **settings)
+
+
+def test_settings_at_the_edges_are_taken():
+    check_settings(0.0, top_k=10**30, top_p=1.0)  # greedy; every character; the whole distribution
+    check_settings([0.0, 1e-300, 1e300])
+
+
+def test_a_row_with_nothing_to_sample_from_takes_its_most_likely_token():
+    logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0]])
+    out = pick(logits, torch.tensor([float("nan"), 1.0]), uniform=torch.tensor([0.5, 0.0]))
+    assert out.tolist() == [1, 0]  # NaN scores give argmax, not the last token
 
 
 def test_per_row_temperature_zero_is_greedy():

@@ -131,6 +131,13 @@ def test_json_api_is_seeded_and_stops(server):
         assert short["text"] == full[:min(ends)] and short["finish_reason"] == "stop"
 
 
+def test_json_api_tiny_top_p_is_the_most_likely_character(server):
+    ask = {"prime": "all:\n", "length": 40, "seed": 3}
+    greedy = httpx.post(f"{server}/v1/generate", json={**ask, "temperature": 0}).json()["completions"]
+    tiny = httpx.post(f"{server}/v1/generate", json={**ask, "top_p": 1e-60}).json()["completions"]
+    assert tiny == greedy and len(greedy[0]["text"]) == 40
+
+
 def test_json_api_reports_what_the_model_cannot_read(server):
     reply = httpx.post(f"{server}/v1/generate", json={"prime": "ALL: é\x00", "length": 5, "top_k": 3, "top_p": 0.9})
     body = reply.json()
@@ -143,9 +150,13 @@ def test_json_api_reports_what_the_model_cannot_read(server):
     ({"n": 11}, "--max-n"), ({"length": 100_000}, "--max-length"), ({"prime": "a" * 20_000}, "--max-start-text"),
     ({"n": 0}, "n:"), ({"n": "abc"}, "n:"), ({"temperature": -1}, "temperature:"), ({"top_p": 0}, "top_p:"),
     ({"seed": -5}, "seed:"), ({"stop": ["x"] * 9}, "stop"), ({"stop": ""}, "stop"), ({"nonsense": 1}, "nonsense"),
+    ('{"temperature": NaN}', "temperature:"), ('{"temperature": Infinity}', "temperature:"),
+    ('{"top_p": NaN}', "top_p:"), ({"top_k": 0}, "top_k:"), ({"seed": 2**64}, "seed:"),
 ])
 def test_json_api_refuses_bad_requests_naming_the_field(server, body, words):
-    assert words in assert_error(httpx.post(f"{server}/v1/generate", json=body), 422)
+    json_ = {"content-type": "application/json"}
+    sent = {"content": body, "headers": json_} if isinstance(body, str) else {"json": body}  # str: NaN, Infinity
+    assert words in assert_error(httpx.post(f"{server}/v1/generate", **sent), 422)
 
 
 def test_json_api_refuses_bodies_that_are_not_json_or_too_big(server):

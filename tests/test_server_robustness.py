@@ -135,7 +135,13 @@ def test_command_line_errors_name_the_flag_or_file(tmp_path, capsys):
     assert main(["--ckpt", str(garbage)]) == 2
     assert f"--ckpt checkpoint {garbage} " in capsys.readouterr().err
     for flags, words in [(["--default-n", "11"], "--default-n"), (["--temperatures", "a,b"], "--temperatures"),
-                         (["--min-words", "5", "--max-words", "4"], "--min-words"), (["--port", "70000"], "--port")]:
+                         (["--min-words", "5", "--max-words", "4"], "--min-words"), (["--port", "70000"], "--port"),
+                         (["--temperatures", "nan"], "--temperatures"), (["--temperatures", ","], "--temperatures"),
+                         (["--temperatures", "0.5,inf"], "temperature inf"),
+                         (["--temperatures", "0.5,-1"], "temperature -1"),
+                         (["--device", "bogus"], "--device bogus"), (["--device", "meta"], "--device meta"),
+                         (["--torch-threads", str(10**21)], "--torch-threads"), (["--deadline", "inf"], "--deadline"),
+                         (["--deadline", "nan"], "--deadline")]:
         with pytest.raises(SystemExit) as e:
             main(["--ckpt", str(missing), *flags])
         assert e.value.code == 2 and words in capsys.readouterr().err

@@ -6,7 +6,8 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from charrnn.sampling import sample_text
+from charrnn.errors import UsageError
+from charrnn.sampling import check_settings, sample_text
 
 
 def as_markdown_code(text: str) -> str:
@@ -28,6 +29,13 @@ class TextSamples(L.Callback):
 
     def __init__(self, every_n_steps: int = 500, length: int = 300, start_text: str = "",
                  temperature: float = 0.8, seed: int = 0) -> None:
+        try:
+            check_settings(temperature)
+            if every_n_steps < 0 or length < 0 or not 0 <= seed < 2**63:
+                raise ValueError(f"every_n_steps {every_n_steps} and length {length} must be ≥0, seed {seed} "
+                                 f"from 0 to {2**63 - 1}")
+        except ValueError as e:  # found now, not after hundreds of training steps
+            raise UsageError(f"TextSamples callback: {e}") from None
         self.every_n_steps, self.length, self.start_text = every_n_steps, length, start_text
         self.temperature, self.seed = temperature, seed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -59,30 +59,44 @@ def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], None]) -
     once that process is gone. A full disk raises NoSpaceError naming ``target``, the partial
     temporary file removed.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(target)
-    file: _Remembering | None = None
+    atomic_write_all({target: write})
+
+
+def atomic_write_all(files: Mapping[str | os.PathLike, Callable[[BinaryIO], None]]) -> None:
+    """:func:`atomic_write` of several files that go together: all are written and fsynced first, then
+    renamed into place, so an error while writing any of them (a full disk) leaves every target as it was."""
+    targets = [Path(t) for t in files]
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    staged: list[Path] = []
     try:
-        with open(tmp, "wb") as f:
-            file = _Remembering(f)
-            write(file)  # type: ignore[arg-type]  (a BinaryIO in all but name)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except Exception as e:
-        error = e if isinstance(e, OSError) else file and file.error
-        if error is not None and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            full = NoSpaceError(f"no space left writing {target}")
-            full.errno = error.errno
-            raise full from e
-        raise
+        for target, write in zip(targets, files.values(), strict=True):
+            staged.append(temp_name(target))
+            file: _Remembering | None = None
+            try:
+                with open(staged[-1], "wb") as f:
+                    file = _Remembering(f)
+                    write(file)  # type: ignore[arg-type]  (a BinaryIO in all but name)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except Exception as e:
+                error = e if isinstance(e, OSError) else file and file.error
+                if error is not None and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                    full = NoSpaceError(f"no space left writing {target}")
+                    full.errno = error.errno
+                    raise full from e
+                raise
+        for target, tmp in zip(targets, staged, strict=True):
+            os.replace(tmp, target)
     finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(target.parent)
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):
-        if not _alive(stale.name.rpartition("-")[2]):  # left by a killed writer
-            stale.unlink(missing_ok=True)
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
+    for directory in dict.fromkeys(t.parent for t in targets):
+        fsync_dir(directory)
+    for target in targets:
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):
+            if not _alive(stale.name.rpartition("-")[2]):  # left by a killed writer
+                stale.unlink(missing_ok=True)
 
 
 def _alive(pid: str) -> bool:

@@ -20,12 +20,14 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from charrnn.ckpt import torch7, torch_rnn
+from charrnn.errors import UsageError
 from charrnn.net import CharRNNNet
+from charrnn.net_spec import check_weights
 from charrnn.vocab import Vocab
 
 # Hyperparameters that shape the network (everything CharRNNNet takes but the vocabulary size).
@@ -33,9 +35,11 @@ NET_ARGS = tuple(inspect.signature(CharRNNNet).parameters)[1:]
 EXPORT_FORMAT = "charrnn-export-1"
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_VOCAB = "vocab.json"
+# safetensors' dtype names; others (integers, bool) are refused by check_weights under their own name.
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint that cannot be used; the message names the file."""
 
 
@@ -66,30 +70,72 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A charrnn training checkpoint, loaded safely (see :func:`load_checkpoint_file`)."""
+    """A charrnn training checkpoint, loaded safely (see :func:`load_checkpoint_file`), whose vocabulary,
+    architecture and weights are checked to fit together (:func:`charrnn.net_spec.check_weights`)."""
     if Path(path).is_file() and torch7.is_torch7(path):
         raise CheckpointError(f"checkpoint {path} is a torch-rnn checkpoint: it holds weights, not a Lightning "
                               "training state to resume; start a run from it with --model.init_from")
     ckpt = load_checkpoint_file(path, map_location)
-    if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+    if not isinstance(ckpt.get("state_dict"), dict) or not isinstance(ckpt.get("hyper_parameters"), dict):
         raise CheckpointError(f"checkpoint {path} is not a charrnn training checkpoint "
                               "(no state_dict/hyper_parameters)")
-    if "vocab" not in ckpt["hyper_parameters"]:
+    hp = ckpt["hyper_parameters"]
+    if "vocab" not in hp:
         raise CheckpointError(f"checkpoint {path} has no vocabulary in its hyperparameters")
+    vocab = _vocab(path, hp["vocab"])
+    _check(f"checkpoint {path}", len(vocab), hp, {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
+                                                  if isinstance(k, str) and k.startswith("net.")})
     return ckpt
 
 
-def _build(path: Path, vocab: Vocab, net_args: dict[str, Any], weights: dict[str, torch.Tensor]) -> CharRNNNet:
+def _vocab(path: str | os.PathLike, tokens: Any) -> Vocab:
+    if not isinstance(tokens, list | tuple) or not all(isinstance(t, str) for t in tokens):
+        raise CheckpointError(f"checkpoint {path}: its vocabulary is not a list of tokens")
+    try:
+        return Vocab(tokens)
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {path}: its vocabulary is not valid: {e}") from None
+
+
+def _check(what: str, vocab_size: int, args: dict[str, Any], weights: dict[str, Any]) -> None:
+    """:func:`check_weights` of tensors, or of the (shape, dtype) pairs an export's header gives."""
+    try:
+        stored = {}
+        for k, v in weights.items():
+            if not isinstance(v, torch.Tensor | _Header):
+                raise ValueError(f"its weight {k} is a {type(v).__name__}, not a tensor")
+            stored[k] = (tuple(v.shape), v.dtype)
+        check_weights(vocab_size, args, stored)
+        bad = [k for k, v in weights.items() if isinstance(v, torch.Tensor) and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ValueError(f"weight {bad[0]} holds NaN or infinite values (training diverged, or the file is "
+                             "damaged); use an earlier checkpoint")
+    except ValueError as e:
+        raise CheckpointError(f"{what}: {e}") from None
+
+
+class _Header(NamedTuple):
+    """A tensor's shape and dtype as an export's header gives them (nothing is read)."""
+
+    shape: tuple[int, ...]
+    dtype: Any
+
+
+def _build(what: str, vocab: Vocab, net_args: dict[str, Any], weights: dict[str, torch.Tensor]) -> CharRNNNet:
+    """The network of weights checked by :func:`_check` (an export's by their header: their values here)."""
+    _check(what, len(vocab), net_args, weights)
     try:
         net = CharRNNNet(len(vocab), **{k: net_args[k] for k in NET_ARGS if k in net_args})
         net.load_state_dict(weights)
     except (RuntimeError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: weights do not match its architecture: {e}") from None
+        raise CheckpointError(f"{what}: weights do not match its architecture: {e}") from None
     return net
 
 
 def export_path(path: str | os.PathLike) -> Path | None:
     """The ``model.safetensors`` that ``path`` names (the file or its directory), or None if it is no export."""
+    if not os.fspath(path):
+        raise CheckpointError("the path is empty; give a checkpoint (.ckpt) or an export")
     path = Path(path)
     if path.is_dir():
         return path / EXPORT_WEIGHTS
@@ -111,11 +157,17 @@ def _export_metadata(file: Path) -> dict[str, str]:
         raise CheckpointError(f"export {file} is not a charrnn export (metadata format {meta.get('format')!r}, "
                               f"expected {EXPORT_FORMAT!r})")
     try:
-        Vocab(json.loads(meta["vocab"]))
-        if not isinstance(json.loads(meta["architecture"]), dict):
+        vocab = Vocab(json.loads(meta["vocab"]))
+        architecture = json.loads(meta["architecture"])
+        if not isinstance(architecture, dict):
             raise ValueError("architecture is not a JSON object")
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, RecursionError) as e:
         raise CheckpointError(f"export {file}: its metadata has no readable vocabulary/architecture ({e})") from None
+    with safe_open(file, framework="pt") as f:  # shapes and dtypes from the header; no weights are read
+        slices = {k: f.get_slice(k) for k in f.keys()}
+        stored = {k: _Header(tuple(t.get_shape()), _SAFETENSORS_DTYPES.get(t.get_dtype(), t.get_dtype()))
+                  for k, t in slices.items()}
+    _check(f"export {file}", len(vocab), architecture, stored)
     return meta
 
 
@@ -131,7 +183,7 @@ def load_export(path: str | os.PathLike) -> tuple[CharRNNNet, Vocab]:
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"export {file} is damaged: {e}") from None
     vocab = Vocab(json.loads(meta["vocab"]))
-    return _build(file, vocab, json.loads(meta["architecture"]), weights), vocab
+    return _build(f"export {file}", vocab, json.loads(meta["architecture"]), weights), vocab
 
 
 def load_torch7(path: str | os.PathLike) -> torch_rnn.TorchRNNModel:
@@ -163,14 +215,14 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         return net.to(device).eval(), vocab
     if torch7.is_torch7(path):
         t7 = load_torch7(path)
-        net = _build(Path(path), t7.vocab, t7.architecture, t7.weights)
+        net = _build(f"checkpoint {path}", t7.vocab, t7.architecture, t7.weights)
         torch_rnn.forget()  # the network holds the weights now: no second copy stays in memory
         return net.to(device).eval(), t7.vocab
     ckpt = read_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     vocab = Vocab(hp["vocab"])
     weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    return _build(Path(path), vocab, hp, weights).to(device).eval(), vocab
+    return _build(f"checkpoint {path}", vocab, hp, weights).to(device).eval(), vocab
 
 
 def model_spec(path: str | os.PathLike) -> tuple[dict[str, Any], Vocab]:

@@ -27,10 +27,12 @@ class GenerateRequest(BaseModel):
                                        "their other case or left out; only the last --prime-window are used")
     n: int = Field(1, ge=1, description="continuations, sampled together as one batch")
     length: int = Field(200, ge=1, description="characters (tokens) to generate per continuation")
-    temperature: float = Field(1.0, ge=0, le=100, description="0 takes the most likely character")
+    temperature: float = Field(1.0, ge=0, le=100, allow_inf_nan=False,
+                               description="0 takes the most likely character")
     top_k: int | None = Field(None, ge=1, description="sample among the k most likely characters")
-    top_p: float | None = Field(None, gt=0, le=1, description="sample among the most likely characters "
-                                                              "holding probability p")
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False,
+                                description="sample among the most likely characters holding probability p; a tiny "
+                                            "one takes the most likely character")
     seed: int | None = Field(None, ge=0, le=SEED_MAX, description="same seed and request, same text")
     stop: Annotated[list[StopString], Field(max_length=8)] | StopString | None = Field(
         None, description="a continuation ends before the first of these strings (up to 8)")

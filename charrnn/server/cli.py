@@ -17,6 +17,8 @@ import torch
 import uvicorn
 
 from charrnn.ckpt.load import CheckpointError
+from charrnn.devices import parse_device
+from charrnn.sampling import check_settings
 from charrnn.server.app import create_app
 from charrnn.server.capacity import Capacity
 from charrnn.server.connections import guarded_protocol
@@ -33,8 +35,12 @@ def _temperatures(text: str) -> tuple[float, ...]:
         values = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-    if not values or any(t < 0 for t in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: give at least one temperature, each ≥0")
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least one temperature")
+    try:
+        check_settings(values)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return values
 
 
@@ -160,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--port {args.port} must be between 0 and 65535")
     if (problem := _open_files_for(limits.max_connections)) is not None:
         parser.error(problem)
-    if args.torch_threads < 1:
-        parser.error(f"--torch-threads {args.torch_threads} must be ≥1")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    if not 1 <= args.torch_threads <= 1024:
+        parser.error(f"--torch-threads {args.torch_threads} must be between 1 and 1024")
+    try:
+        parse_device(args.device)
+    except ValueError as e:
+        parser.error(f"--{e}")
     try:
         model = load_served_model(args.ckpt, args.device)
     except CheckpointError as e:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
+
+from charrnn.sampling import check_settings
 
 DEFAULT_TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -39,8 +42,12 @@ class CompletionRule:
     oversample: float = 3.0
 
     def __post_init__(self) -> None:
-        if not self.temperatures or any(t < 0 for t in self.temperatures):
-            raise ValueError("--temperatures needs at least one value, each ≥0")
+        if not self.temperatures:
+            raise ValueError("--temperatures needs at least one value")
+        try:
+            check_settings(self.temperatures)
+        except ValueError as e:
+            raise ValueError(f"--temperatures: {e}") from None
         if self.max_chars < 1:
             raise ValueError(f"--max-chars {self.max_chars} must be ≥1")
         if not 0 <= self.min_words <= self.max_words:
@@ -90,7 +97,7 @@ class Limits:
         checks = {
             "--max-n": self.max_n >= 1, "--default-n": 1 <= self.default_n <= self.max_n,
             "--max-start-text": self.max_start_text >= 1, "--prime-window": self.prime_window >= 1,
-            "--max-length": self.max_length >= 1, "--deadline": self.deadline > 0,
+            "--max-length": self.max_length >= 1, "--deadline": 0 < self.deadline < math.inf,
             "--workers": self.workers >= 1, "--max-pending": self.max_pending >= self.workers,
             "--max-request-bytes": self.max_request_bytes >= 16384,
             "--worker-grace": self.worker_grace > 0, "--read-timeout": self.read_timeout > 0,

@@ -1,0 +1,15 @@
+"""The user's mistakes: errors every entry point prints as one line ``error: ...`` and exits with status 2.
+
+A traceback is for a bug in charrnn; a flag or file the user gave that cannot be used raises one of these,
+with a message that names the flag or file and says what to do instead.
+"""
+
+from __future__ import annotations
+
+
+class UsageError(ValueError):
+    """A flag or file the user gave cannot be used; the message names it."""
+
+
+class MissingFileError(UsageError, FileNotFoundError):
+    """A file the user named does not exist."""

@@ -1,0 +1,90 @@
+"""Range checks of train.py's ``--data.*`` and ``--model.*`` flags, before anything is read or built: a
+:class:`~charrnn.errors.UsageError` whose one line names the flags at fault."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charrnn.errors import UsageError
+from charrnn.net_spec import architecture_problems, parameter_count
+from charrnn.preprocess import PreprocessError, check_encoding
+
+
+def as_data_flags(e: PreprocessError) -> UsageError:
+    """``e`` (charrnn.preprocess's, naming its flags) naming train.py's ``--data.*`` flags instead."""
+    flags = {"output_h5": "input_h5", "output_json": "input_json", "vocab": "vocab_from"}  # others: the same
+    return UsageError(re.sub(r"--(?!data\.)(\w+)\b", lambda m: f"--data.{flags.get(m[1], m[1])}", str(e)))
+
+
+def check_data_flags(input_txt: str | None, input_h5: str | None, input_json: str | None, batch_size: int,
+                     seq_length: int, num_workers: int, encoding: str) -> None:
+    """Refuses a missing or directory corpus, sizes below 1 (workers below 0) and an encoding that is not a
+    text encoding or ``bytes``."""
+    if not input_txt and not (input_h5 and input_json):
+        raise UsageError("give --data.input_txt, or both --data.input_h5 and --data.input_json")
+    if input_txt and (Path(input_txt).is_dir() or not Path(input_txt).name):
+        raise UsageError(f"--data.input_txt {input_txt} is a directory; give the corpus's text file")
+    for flag, value, least in (("batch_size", batch_size, 1), ("seq_length", seq_length, 1),
+                               ("num_workers", num_workers, 0)):
+        if value < least:
+            raise UsageError(f"--data.{flag} {value}: give a whole number ≥{least}")
+    try:
+        check_encoding(encoding)
+    except PreprocessError as e:
+        raise as_data_flags(e) from None
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this system
+        return None
+
+
+def check_model_flags(hp: Mapping[str, Any], vocab_size: int) -> None:
+    """Refuses hyperparameters that mean nothing, and a network whose float32 weights alone would not fit in
+    this machine's memory (``--model.num_layers 1000000000`` would otherwise hang while its layers are made).
+
+    Raises:
+        UsageError: every flag at fault, in one line.
+    """
+    problems = [f"--model.{p}" for p in architecture_problems({k: hp[k] for k in hp if k != "vocab"})]
+
+    def ok(value: Any, low: float, high: float = math.inf, low_open: bool = False) -> bool:
+        return isinstance(value, int | float) and math.isfinite(value) and low <= value <= high and \
+            not (low_open and value == low)
+
+    for name, good, want in (("learning_rate", ok(hp["learning_rate"], 0), "≥0"),
+                             ("weight_decay", ok(hp["weight_decay"], 0), "≥0"),
+                             ("lr_decay_every", ok(hp["lr_decay_every"], 1), "a whole number ≥1"),
+                             ("lr_decay_factor", ok(hp["lr_decay_factor"], 0, low_open=True), ">0"),
+                             ("warmup_steps", ok(hp["warmup_steps"], 0), "a whole number ≥0"),
+                             ("min_lr_ratio", ok(hp["min_lr_ratio"], 0, 1), "in [0, 1]"),
+                             ("state_reset_prob", ok(hp["state_reset_prob"], 0, 1), "a probability in [0, 1]")):
+        if not good:
+            problems.append(f"--model.{name} {hp[name]!r} must be {want}")
+    if problems:
+        raise UsageError("; ".join(problems))
+    count = parameter_count(vocab_size, hp)
+    memory = _memory_bytes()
+    if memory is not None and 4 * count > memory:
+        raise UsageError(f"--model.num_layers {hp['num_layers']}, --model.rnn_size {hp['rnn_size']}, "
+                         f"--model.wordvec_size {hp['wordvec_size']}: a network of {count:,} parameters needs "
+                         f"{4 * count / 2**30:,.0f} GiB for its weights alone; this machine has "
+                         f"{memory / 2**30:,.0f} GiB")
+
+
+def check_split_indices(indices: np.ndarray, vocab_size: int, what: str) -> None:
+    """Refuses a split holding token indices outside 1..``vocab_size`` (an .h5 of another vocabulary than its
+    .json), which would otherwise fail inside the embedding, mid-training. One pass over the split."""
+    if len(indices) and not (int(indices.min()) >= 1 and int(indices.max()) <= vocab_size):
+        raise UsageError(f"{what} holds token indices {int(indices.min())}..{int(indices.max())}, but its "
+                         f"vocabulary (--data.input_json) has {vocab_size} tokens: the .h5 and .json do not "
+                         "belong together")
