@@ -74,6 +74,7 @@ TRAIN_CASES = [
     (["--model.num_layers", str(10**9)], "--model.num_layers 1000000000, --model.rnn_size 32"),
     (["--model.rnn_size", str(10**11)], "GiB for its weights alone"),
     (["--trainer.max_steps", "-5"], "`max_steps` must be a non-negative integer"),
+    (["--trainer.accumulate_grad_batches", "0"], "--trainer.accumulate_grad_batches 0: give a whole number ≥1"),
 ]
 
 
