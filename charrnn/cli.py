@@ -38,9 +38,10 @@ GROUPS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
     "checkpoint": (callbacks.ModelCheckpoint, {"dirpath": "checkpoints", "filename": "step={step}",
                                                "every_n_train_steps": 500, "save_top_k": -1, "save_last": True,
                                                "auto_insert_metric_name": False}),
-    # the best by validation loss, in the same directory
-    "best_checkpoints": (ModelCheckpoint, {"filename": "best-step={step}-val_loss={val/loss:.4f}",
-                                           "monitor": "val/loss", "save_top_k": 3, "auto_insert_metric_name": False}),
+    # the best by validation loss, in the same directory (the same class: its one addition needs save_last)
+    "best_checkpoints": (callbacks.ModelCheckpoint, {"filename": "best-step={step}-val_loss={val/loss:.4f}",
+                                                     "monitor": "val/loss", "save_top_k": 3,
+                                                     "auto_insert_metric_name": False}),
     "samples": (callbacks.TextSamples, {}),
 }
 
@@ -74,6 +75,9 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
             given = parser.parse_args(args, defaults=False) if not isinstance(args, (dict, Namespace)) else args
             given = given.get(given.subcommand) if given.get("subcommand") else given
             self._given_model = set((given.get("model") or Namespace()).keys())
+        accumulate = (self._subconfig().get("trainer") or {}).get("accumulate_grad_batches")
+        if isinstance(accumulate, int) and accumulate < 1:  # Lightning itself would divide by it
+            raise UsageError(f"--trainer.accumulate_grad_batches {accumulate}: give a whole number ≥1")
         seed = self._subconfig().get("seed_everything")
         if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
             raise UsageError(f"--seed_everything {seed}: give a whole number from 0 to {2**32 - 1} (what NumPy "

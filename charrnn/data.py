@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
-import urllib.request
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -18,14 +13,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from charrnn.ckpt.atomic import atomic_write
-from charrnn.ckpt.load import load_vocab
 from charrnn.ckpt.stream_loader import ResumableLoader
+from charrnn.corpus import Corpus
 from charrnn.errors import MissingFileError, UsageError
 from charrnn.lightning_private import batches_trained_this_epoch
-from charrnn.preprocess import PreprocessError, UnknownReport, preprocess, scan_sha256
-from charrnn.train_flags import as_data_flags, check_data_flags, check_split_indices
-from charrnn.vocab import Vocab
+from charrnn.train_flags import check_data_flags, check_split_indices
 
 
 class SplitArray:
@@ -151,101 +143,29 @@ class CharDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         check_data_flags(input_txt, input_h5, input_json, batch_size, seq_length, num_workers, encoding)
-        self.input_txt = Path(input_txt) if input_txt else None
-        self.vocab_from, self.unknown = vocab_from, unknown
-        self.fixed_vocab: Vocab | None = None
-        stem = str(self.input_txt.with_suffix("")) if self.input_txt else ""
-        if vocab_from:
-            try:
-                self.fixed_vocab = load_vocab(vocab_from)
-            except (ValueError, FileNotFoundError) as e:
-                raise UsageError(f"--data.vocab_from: {e}") from None
-            digest = hashlib.sha256("\n".join(self.fixed_vocab.tokens).encode("utf-8", "surrogatepass"))
-            stem += f".vocab-{digest.hexdigest()[:8]}"  # the corpus's own .h5/.json stay as they are
-        self.h5_path = Path(input_h5) if input_h5 else Path(stem + ".h5")
-        self.json_path = Path(input_json) if input_json else Path(stem + ".json")
-        self.url = url
+        self.corpus = Corpus(input_txt, url, input_h5, input_json, val_frac, test_frac, encoding, vocab_from, unknown,
+                             info=rank_zero_info, warn=rank_zero_warn)
+        self.h5_path, self.json_path = self.corpus.h5_path, self.corpus.json_path
         self.batch_size, self.seq_length = batch_size, seq_length
-        self.val_frac, self.test_frac, self.encoding = val_frac, test_frac, encoding
         self.num_workers = num_workers
         self.datasets: dict[str, StreamBatches] = {}
-        self._prepared = False  # prepare() ran in this process: the corpus is not hashed again
 
-    # ---- files ------------------------------------------------------------------------------
-    def _download(self) -> None:
-        assert self.input_txt is not None
-        if not self.url:
-            raise MissingFileError(
-                f"--data.input_txt {self.input_txt} does not exist; put your corpus there, "
-                "or set --data.url to download it"
-            )
-        rank_zero_info(f"Downloading {self.url} to {self.input_txt}")
-        try:
-            with urllib.request.urlopen(self.url, timeout=60) as r:
-                atomic_write(self.input_txt, lambda f: shutil.copyfileobj(r, f, 1 << 20))
-        except OSError as e:
-            raise MissingFileError(
-                f"--data.input_txt {self.input_txt} does not exist and downloading it from {self.url} failed ({e}); "
-                f"download it yourself and put it at {self.input_txt}"
-            ) from None
-
-    def _is_current(self) -> bool:
-        """Whether the .h5/.json were made from the present ``input_txt`` with the present settings."""
-        if not (self.h5_path.is_file() and self.json_path.is_file()):
-            return False
-        try:  # anything unreadable (garbage, another kind of JSON) is made again
-            data = json.loads(self.json_path.read_text())
-            made = dict(data.get("charrnn", {}))
-            if self.fixed_vocab is not None and Vocab.from_json_dict(data) != self.fixed_vocab:
-                return False
-        except (OSError, ValueError, TypeError, AttributeError, RecursionError):
-            return False
-        wanted = {"encoding": self.encoding, "val_frac": self.val_frac, "test_frac": self.test_frac}
-        same_settings = all(made.get(k) == v for k, v in wanted.items())
-        return same_settings and made.get("source_sha256") == scan_sha256(self.input_txt)
-
-    def prepare(self) -> None:
-        """Downloads and preprocesses as needed; safe to call again (and from several processes)."""
-        try:
-            self._prepare()
-        except PreprocessError as e:
-            raise as_data_flags(e) from None
-
-    def _prepare(self) -> None:
-        if self.input_txt is None or self._prepared:
-            return
-        if not self.input_txt.exists():
-            if self.h5_path.is_file() and self.json_path.is_file():
-                return  # only the preprocessed files were kept: use them
-            self._download()
-        if not self._is_current():
-            rank_zero_info(f"Preprocessing {self.input_txt} -> {self.h5_path}, {self.json_path}")
-            report = UnknownReport(f"--data.input_txt {self.input_txt}",
-                                   f"the vocabulary of --data.vocab_from {self.vocab_from}", "--data.unknown",
-                                   "(left out: --data.unknown drop)", rank_zero_warn)
-            preprocess(self.input_txt, self.h5_path, self.json_path, self.val_frac, self.test_frac,
-                       self.encoding, vocab=self.fixed_vocab, unknown=self.unknown, quiet=True, unknown_report=report)
-        self._prepared = True
-
-    @cached_property
+    @property
     def vocab(self) -> list[str]:
         """The tokens in index order; LightningCLI links this into the model."""
-        self.prepare()
-        try:
-            vocab = Vocab.load(self.json_path)
-        except (ValueError, FileNotFoundError) as e:
-            raise UsageError(f"--data.input_json: {e}") from None
-        if self.fixed_vocab is not None and vocab != self.fixed_vocab:
-            raise UsageError(f"--data.input_json {self.json_path} has another vocabulary than --data.vocab_from "
-                             f"{self.vocab_from}; preprocess the corpus with --vocab (python -m charrnn.preprocess)")
-        return vocab.tokens
+        return self.corpus.vocab
 
+    def prepare(self) -> None:
+        """Downloads and preprocesses as needed (:meth:`Corpus.prepare`)."""
+        self.corpus.prepare()
+
+    # ---- files ------------------------------------------------------------------------------
     # ---- Lightning hooks ----------------------------------------------------------------------
     def prepare_data(self) -> None:
-        self.prepare()
+        self.corpus.prepare()
 
     def setup(self, stage: str) -> None:
-        self.prepare()
+        self.corpus.prepare()
         if not self.h5_path.is_file():
             raise MissingFileError(f"--data.input_h5 {self.h5_path} does not exist")
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)

@@ -132,6 +132,7 @@ def cannot_start(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         capacity = app.state.context.capacity
         good = capacity._model_bytes
         capacity._model_bytes = b"not a pickle"  # as if a replacement could not start (out of memory, say)
+        monkeypatch.setattr(capacity_module, "RETRY_START", 600.0)  # no new attempt, however slow the machine
 
         os.kill(capacity._workers[0].process.pid, signal.SIGKILL)
         started = time.monotonic()

@@ -127,6 +127,9 @@ def test_cors_origins_are_allowed_when_given(ckpt):
 
 
 def test_command_line_errors_name_the_flag_or_file(tmp_path, capsys):
+    import socket
+
+    in_use = socket.create_server(("127.0.0.1", 0))  # a port another program listens on
     missing = tmp_path / "missing.ckpt"
     assert main(["--ckpt", str(missing)]) == 2
     assert f"--ckpt checkpoint {missing} does not exist" in capsys.readouterr().err
@@ -141,7 +144,9 @@ def test_command_line_errors_name_the_flag_or_file(tmp_path, capsys):
                          (["--temperatures", "0.5,-1"], "temperature -1"),
                          (["--device", "bogus"], "--device bogus"), (["--device", "meta"], "--device meta"),
                          (["--torch-threads", str(10**21)], "--torch-threads"), (["--deadline", "inf"], "--deadline"),
-                         (["--deadline", "nan"], "--deadline")]:
+                         (["--deadline", "nan"], "--deadline"), (["--host", "no-such-host.invalid"], "--host"),
+                         (["--host", "192.0.2.1"], "cannot listen there"),
+                         (["--port", str(in_use.getsockname()[1])], "cannot listen there")]:
         with pytest.raises(SystemExit) as e:
             main(["--ckpt", str(missing), *flags])
         assert e.value.code == 2 and words in capsys.readouterr().err

@@ -48,6 +48,7 @@ class RunDirectory(L.Callback):
     def __init__(self, claim: list[Logger] | None = None) -> None:
         self.claim = claim or []
         self._locks: list[IO[str]] = []
+        self._made: list[Path] = []  # directories made for the locks, outermost first
 
     def start(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, ckpt_path: str | None) -> None:
         """``ckpt_path``: the checkpoint file the run starts from, if any."""
@@ -76,6 +77,7 @@ class RunDirectory(L.Callback):
             claim_version(logger)
 
     def _lock(self, directory: Path) -> None:
+        self._made += [d for d in (*reversed(directory.parents), directory) if not d.exists()]
         directory.mkdir(parents=True, exist_ok=True)
         f = open(directory / LOCK_NAME, "a+")
         try:
@@ -100,7 +102,15 @@ class RunDirectory(L.Callback):
         self._unlock()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A run that failed before writing anything leaves no checkpoint directory behind."""
         self._unlock()
+        for directory in reversed(self._made):
+            (directory / LOCK_NAME).unlink(missing_ok=True)
+            try:
+                directory.rmdir()  # only if empty
+            except OSError:
+                break
+        self._made = []
 
 
 def global_zero_by_environment() -> bool:

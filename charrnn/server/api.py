@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from charrnn.server.context import ServerContext, get_context
+from charrnn.server.generation import Continuation
 
 router = APIRouter(tags=["JSON API"])
 Context = Annotated[ServerContext, Depends(get_context)]
@@ -38,15 +39,10 @@ class GenerateRequest(BaseModel):
         None, description="a continuation ends before the first of these strings (up to 8)")
 
 
-class Continuation(BaseModel):
-    text: str
-    finish_reason: Literal["length", "stop", "deadline"] = Field(
-        description="length: all characters generated; stop: a stop string was reached (and cut off); "
-                    "deadline: the server's time limit (--deadline) ended it")
-
-
 class GenerateResponse(BaseModel):
-    completions: list[Continuation]
+    completions: list[Continuation] = Field(
+        description="each with its finish_reason: length (all characters generated), stop (a stop string was "
+                    "reached and cut off) or deadline (the server's time limit, --deadline, ended it)")
     prime: str = Field(description="the prime the model saw")
     dropped: dict[str, int] = Field(description="characters of the prime the model does not know, left out")
     seed: int = Field(description="the seed used; send it again to repeat the result")
@@ -76,7 +72,7 @@ async def generate(body: GenerateRequest, request: Request, ctx: Context) -> Gen
                                      length=body.length, temperature=body.temperature, top_k=body.top_k,
                                      top_p=body.top_p, seed=seed, stop=stop)
     return GenerateResponse(
-        completions=[Continuation(text=r.text, finish_reason=r.finish_reason) for r in results],
+        completions=results,
         prime=prime, dropped=dict(dropped), seed=seed, time=round(time.perf_counter() - started, 4),
     )
 

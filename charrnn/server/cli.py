@@ -153,6 +153,23 @@ def _open_files_for(connections: int) -> str | None:
     return None
 
 
+def _listen_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (a name that does not resolve, an address not of
+    this machine, a port in use), found before the model is loaded; None if it can."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        return f"--host {host}: {e.strerror}"
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            s.bind(address)
+        except OSError as e:
+            return f"--host {host} --port {port}: cannot listen there ({e.strerror})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -164,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if not 0 <= args.port < 65536:
         parser.error(f"--port {args.port} must be between 0 and 65535")
+    if (problem := _listen_problem(args.host, args.port)) is not None:
+        parser.error(problem)
     if (problem := _open_files_for(limits.max_connections)) is not None:
         parser.error(problem)
     if not 1 <= args.torch_threads <= 1024:

@@ -115,6 +115,8 @@ class Completions(Job):
 
 @dataclass(frozen=True)
 class Continuation:
+    """One continuation of ``POST /v1/generate``, as the worker makes it and the API returns it."""
+
     text: str
     finish_reason: FinishReason
 
