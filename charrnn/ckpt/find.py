@@ -84,10 +84,7 @@ def compare(path: Path, saved: Mapping[str, Any], ours: Mapping[str, Any], stage
 
     arch = differ(NET_ARGS)
     if arch:
-        diffs = "; ".join(f"{k}: {saved[k]!r} there, {ours[k]!r} here" for k in arch)
-        raise ResumeError(f"checkpoint {path} belongs to another model ({diffs}). Resume with the config and "
-                          "data that wrote it, or start the new run in its own ModelCheckpoint dirpath (or "
-                          "from its weights with --model.init_from)")
+        raise another_model(path, [f"{k}: {saved[k]!r} there, {ours[k]!r} here" for k in arch])
     rest = [k for k in differ() if k not in arch]
     flags = ", ".join(f"--model.{k} {ours[k]!r} (checkpoint: {saved[k]!r})" for k in rest)
     if not rest:
@@ -113,13 +110,16 @@ def check_matches(path: Path, ckpt: dict[str, Any], model: L.LightningModule, st
     settings that contradict it (``compare``)."""
     saved, ours = ckpt["hyper_parameters"], model.hparams
     if list(saved["vocab"]) != list(ours["vocab"]):
-        arch = "".join(f"; {k}: {saved[k]!r} there, {ours[k]!r} here"
-                       for k in NET_ARGS if k in saved and k in ours and saved[k] != ours[k])
-        raise ResumeError(f"checkpoint {path} belongs to another model (vocabulary: {len(saved['vocab'])} tokens "
-                          f"there, {len(ours['vocab'])} from the data here{arch}). Resume with the config and "
-                          "data that wrote it, or start the new run in its own ModelCheckpoint dirpath (or "
-                          "from its weights with --model.init_from)")
+        raise another_model(path, [f"vocabulary: {len(saved['vocab'])} tokens there, {len(ours['vocab'])} from the "
+                                   "data here"] + [f"{k}: {saved[k]!r} there, {ours[k]!r} here" for k in NET_ARGS
+                                                   if k in saved and k in ours and saved[k] != ours[k]])
     compare(path, saved, ours, stage)
+
+
+def another_model(path: Path, diffs: list[str]) -> ResumeError:
+    return ResumeError(f"checkpoint {path} belongs to another model ({'; '.join(diffs)}). Resume with the config "
+                       "and data that wrote it, or start the new run in its own ModelCheckpoint dirpath (or from "
+                       "its weights with --model.init_from)")
 
 
 def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any]]:
