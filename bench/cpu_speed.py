@@ -1,21 +1,22 @@
 """CPU training speed of the default config, measured the way this noisy shared machine allows.
 
     python bench/cpu_speed.py                                   # fp32 against bf16-mixed, 3 alternations
-    python bench/cpu_speed.py --variants 32-true bf16-mixed --rounds 5 --quality_steps 600
+    python bench/cpu_speed.py --variants bf16-mixed "bf16-mixed:--model.model_type lstm" --quality_steps 0
 
 Three figures, side by side in one run:
 
 1. the machine's GEMM peak: fp32 and bf16 matrix products (2048x512x1024) with the training's thread
    count, in GFLOP/s;
-2. throughput: each variant (a ``--trainer.precision`` value, plus any extra train.py flags) trains the
-   default config for ``--speed_steps`` steps in a fresh process, the variants alternating for
-   ``--rounds`` rounds; the median characters per second of each, and its ratio to the first variant
-   (alternating keeps a burst of load on the machine from favouring one). The step's achieved FLOP/s
-   (the LSTM's and the output layer's matrix products, forward and backward) is set against the peak;
-3. quality: each variant trains ``--quality_steps`` steps from the same seed on the 90/10 split
-   (deterministic for a given variant) and reports its validation loss.
-
-Time to a loss = steps to reach it / (characters per second / characters per step).
+2. throughput: each variant (a ``--trainer.precision`` value, plus any extra train.py flags after a
+   colon) trains the default config for ``--speed_steps`` steps in a fresh process, the variants
+   alternating for ``--rounds`` rounds; the median characters per second of each, and its ratio to the
+   first variant (alternating keeps a burst of load on the machine from favouring one). The step's
+   achieved FLOP/s (the recurrent layers' and the output layer's matrix products, forward and backward,
+   for the variant's own cell and shape) is set against the peak;
+3. quality: each variant trains ``--quality_steps`` steps from the same seed on the default split
+   (deterministic for a given variant and machine), validating every ``--quality_every`` steps; the
+   validation losses, the first step at which each reaches ``--target``, and the time to it:
+   steps x characters per step / characters per second (its throughput from part 2).
 """
 
 from __future__ import annotations
@@ -49,16 +50,30 @@ def gemm_gflops(dtype_name: str, threads: int, seconds: float = 2.0) -> float:
     return 2 * 2048 * 512 * 1024 * n / (time.perf_counter() - start) / 1e9
 
 
-def step_flops(batch: int, seq: int, vocab: int, wordvec: int, hidden: int, layers: int) -> float:
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def step_flops(shape: dict, vocab: int = 65) -> float:
     """Multiply-adds of the matrix products in one training step, x2 for FLOPs, x3 for forward + backward."""
-    chars = batch * seq
-    lstm = sum((wordvec if i == 0 else hidden) + hidden for i in range(layers)) * 4 * hidden
-    head = hidden * vocab
-    return 2 * 3 * chars * (lstm + head)
+    hidden, layers = shape["rnn_size"], shape["num_layers"]
+    chars = shape["batch_size"] * shape["seq_length"]
+    recurrent = sum((shape["wordvec_size"] if i == 0 else hidden) + hidden for i in range(layers))
+    return 2 * 3 * chars * (recurrent * GATES[shape["model_type"]] * hidden + hidden * vocab)
 
 
-def train(work: Path, precision: str, steps: int, extra: list[str], validate: bool) -> dict:
-    """One train.py run in ``work``; its chars/s (after the first logged window) and last val loss."""
+def variant_shape(cfg: dict, extra: list[str]) -> dict:
+    """The config's model and batch shape, with a variant's ``--model.X``/``--data.X`` flags applied."""
+    shape = {k: cfg["model"][k] for k in ("model_type", "wordvec_size", "rnn_size", "num_layers")}
+    shape |= {k: cfg["data"][k] for k in ("batch_size", "seq_length")}
+    for flag, value in zip(extra[::2], extra[1::2]):
+        key = flag.rsplit(".", 1)[-1]
+        if key in shape:
+            shape[key] = value if key == "model_type" else int(value)
+    return shape
+
+
+def train(work: Path, precision: str, steps: int, extra: list[str], validate_every: int) -> dict:
+    """One train.py run in ``work``; its chars/s (after the first logged window) and (step, val loss)s."""
     from charrnn.events import read_scalars
 
     run = work / f"run-{time.monotonic_ns()}"
@@ -70,11 +85,11 @@ def train(work: Path, precision: str, steps: int, extra: list[str], validate: bo
         if shared.exists():
             (run / "data" / f"{CORPUS.stem}{suffix}").symlink_to(shared)
     cmd = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(CONFIG), "--trainer.precision", precision,
-           "--trainer.max_steps", str(steps), "--data.test_frac", "0", "--samples.every_n_steps", "0",
+           "--trainer.max_steps", str(steps), "--samples.every_n_steps", "0",
            "--checkpoint.every_n_train_steps", "0", "--best_checkpoints.save_top_k", "0",
-           "--trainer.val_check_interval", str(steps), "--trainer.enable_progress_bar", "false",
+           "--trainer.val_check_interval", str(validate_every or steps), "--trainer.enable_progress_bar", "false",
            *extra]
-    if not validate:
+    if not validate_every:
         cmd += ["--trainer.limit_val_batches", "0"]
     subprocess.run(cmd, cwd=run, check=True, capture_output=True, text=True)
     for suffix in (".h5", ".json"):
@@ -85,7 +100,7 @@ def train(work: Path, precision: str, steps: int, extra: list[str], validate: bo
     rates = [p.value for p in scalars.get("train/chars_per_sec", [])][1:]  # the first window holds the warm-up
     val = scalars.get("val/loss", [])
     return {"chars_per_sec": statistics.median(rates) if rates else float("nan"),
-            "val_loss": val[-1].value if val else None}
+            "val": [(p.step + 1, p.value) for p in val]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--speed_steps", type=int, default=120)
     p.add_argument("--quality_steps", type=int, default=600, help="0 skips the quality part")
+    p.add_argument("--quality_every", type=int, default=200, help="validate every N steps of the quality runs")
+    p.add_argument("--target", type=float, default=1.44, help="the validation loss whose time is reported")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the GEMM peak (default: torch's)")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
@@ -112,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
           f"bf16 natively supported: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
 
     cfg = yaml.safe_load(CONFIG.read_text())
-    m, d = cfg["model"], cfg["data"]
-    flops = step_flops(d["batch_size"], d["seq_length"], 65, m["wordvec_size"], m["rnn_size"], m["num_layers"])
     variants = [(v.split(":", 1)[0], v.split(":", 1)[1].split() if ":" in v else []) for v in args.variants]
     figures: dict = {"peak_gflops": peak, "threads": threads, "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,23 +136,29 @@ def main(argv: list[str] | None = None) -> int:
         speeds: dict[str, list[float]] = {v: [] for v in args.variants}
         for r in range(args.rounds):
             for name, (precision, extra) in zip(args.variants, variants):
-                rate = train(work, precision, args.speed_steps, extra, validate=False)["chars_per_sec"]
+                rate = train(work, precision, args.speed_steps, extra, validate_every=0)["chars_per_sec"]
                 speeds[name].append(rate)
                 print(f"round {r + 1}: {name:<24} {rate:,.0f} chars/s", flush=True)
         base = statistics.median(speeds[args.variants[0]])
         print(f"\nthroughput (median of {args.rounds}), and the step's matrix FLOP/s against the fp32 peak:")
-        for name in args.variants:
-            rate = statistics.median(speeds[name])
-            achieved = rate / (d["batch_size"] * d["seq_length"]) * flops / 1e9
+        for name, (_, extra) in zip(args.variants, variants):
+            rate, shape = statistics.median(speeds[name]), variant_shape(cfg, extra)
+            achieved = rate / (shape["batch_size"] * shape["seq_length"]) * step_flops(shape) / 1e9
             figures["variants"][name] = {"chars_per_sec": rate, "ratio": rate / base, "gflops": achieved}
             print(f"  {name:<24} {rate:,.0f} chars/s  {rate / base:.2f}x  {achieved:.1f} GFLOP/s "
                   f"({achieved / peak['float32']:.0%} of fp32 peak, {achieved / peak['bfloat16']:.0%} of bf16)")
         if args.quality_steps:
-            print(f"\nvalidation loss after {args.quality_steps} steps (90/10 split, same seed):")
+            print(f"\nvalidation loss every {args.quality_every} steps of {args.quality_steps} (default split, "
+                  f"same seed), and the time to {args.target} at the throughput above:")
             for name, (precision, extra) in zip(args.variants, variants):
-                val = train(work, precision, args.quality_steps, extra, validate=True)["val_loss"]
-                figures["variants"][name]["val_loss"] = val
-                print(f"  {name:<24} {val:.4f}", flush=True)
+                val = train(work, precision, args.quality_steps, extra, args.quality_every)["val"]
+                shape, rate = variant_shape(cfg, extra), figures["variants"][name]["chars_per_sec"]
+                reached = next((step for step, loss in val if loss <= args.target), None)
+                seconds = reached * shape["batch_size"] * shape["seq_length"] / rate if reached else None
+                figures["variants"][name] |= {"val": val, "steps_to_target": reached, "seconds_to_target": seconds}
+                curve = ", ".join(f"{loss:.4f} ({step})" for step, loss in val)
+                when = f"step {reached}, {seconds:.0f} s" if reached else "not reached"
+                print(f"  {name:<24} {curve}; {args.target}: {when}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0

@@ -6,7 +6,7 @@ each training the same per-process batch on tiny-shakespeare.
 
 Each count runs in a fresh launch. On a CPU the cores are shared out: every process gets
 ``cores // processes`` torch threads, so on a small machine the figure shows the cost of DDP
-more than its gain. The model is configs/shakespeare.yaml's 2x256 LSTM (batch 32, seq 128).
+more than its gain. The model is a 2x256 LSTM (batch 32, seq 128 per process).
 """
 
 from __future__ import annotations
