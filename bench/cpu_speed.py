@@ -65,9 +65,10 @@ def variant_shape(cfg: dict, extra: list[str]) -> dict:
     """The config's model and batch shape, with a variant's ``--model.X``/``--data.X`` flags applied."""
     shape = {k: cfg["model"][k] for k in ("model_type", "wordvec_size", "rnn_size", "num_layers")}
     shape |= {k: cfg["data"][k] for k in ("batch_size", "seq_length")}
-    for flag, value in zip(extra[::2], extra[1::2]):
-        key = flag.rsplit(".", 1)[-1]
-        if key in shape:
+    words = [part for word in extra for part in (word.split("=", 1) if word.startswith("--") else [word])]
+    for flag, value in zip(words, words[1:]):  # "--data.batch_size 64" and "--data.batch_size=64" alike
+        key = flag.removeprefix("--").rsplit(".", 1)[-1]
+        if flag.startswith("--") and key in shape:
             shape[key] = value if key == "model_type" else int(value)
     return shape
 

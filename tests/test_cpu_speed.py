@@ -15,6 +15,8 @@ def test_a_variant_takes_its_shape_from_the_config_and_its_flags() -> None:
     lstm = variant_shape(cfg, ["--model.model_type", "lstm", "--data.batch_size", "32", "--data.seq_length", "128",
                                "--trainer.max_steps", "9"])
     assert lstm == default | {"model_type": "lstm", "batch_size": 32, "seq_length": 128}
+    assert variant_shape(cfg, ["--model.model_type=lstm", "--model.layer_norm", "true", "--data.batch_size=32",
+                               "--data.seq_length", "128"]) == lstm
 
 
 def test_step_flops_count_the_gates_of_each_cell() -> None:
