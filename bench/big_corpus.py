@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.preprocess import SEED_TEXT, make_corpus  # noqa: E402
+from charrnn.kernel_choice import cpu_description  # noqa: E402
 
 # Runs inside a fresh child: the step, then its own peak RSS and its children's (data workers).
 CHILD = r"""
@@ -57,6 +58,7 @@ def main() -> None:
     args = p.parse_args()
     if not SEED_TEXT.is_file():
         sys.exit(f"{SEED_TEXT} is missing: run `make train` once (it downloads it) or copy it there")
+    print(f"CPU: {cpu_description()}")
     with tempfile.TemporaryDirectory(prefix="charrnn-big-", dir=args.workdir) as tmp:
         work = Path(tmp)
         corpus, h5, js = work / "corpus.txt", work / "corpus.h5", work / "corpus.json"

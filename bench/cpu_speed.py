@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import yaml
 
+    from charrnn.kernel_choice import cpu_description
+
+    print(f"CPU: {cpu_description()}")
     threads = args.threads or torch.get_num_threads()
     peak = {d: gemm_gflops(d, threads) for d in ("float32", "bfloat16")}
     print(f"GEMM 2048x512x1024, {threads} threads: fp32 {peak['float32']:.1f} GFLOP/s, "

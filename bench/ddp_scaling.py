@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from charrnn.kernel_choice import cpu_description
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "tiny-shakespeare.txt"
 
@@ -83,6 +85,7 @@ def main() -> None:
         sys.exit(f"{CORPUS} is missing: run `make train` once (it downloads it) or copy it there")
     with tempfile.TemporaryDirectory(prefix="charrnn-ddp-") as tmp:
         corpus = Path(shutil.copy(CORPUS, tmp))  # its .h5/.json are written beside it, away from data/
+        print(f"CPU: {cpu_description()}")
         print(f"{'processes':>9}{'threads each':>14}{'chars/s':>11}{'vs first':>10}")
         base = None
         for n in args.devices:

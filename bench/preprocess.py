@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from charrnn.kernel_choice import cpu_description
+
 ROOT = Path(__file__).resolve().parents[1]
 SEED_TEXT = ROOT / "data" / "tiny-shakespeare.txt"
 
@@ -91,6 +93,7 @@ def main() -> None:
         sys.exit(f"{SEED_TEXT} is missing: run `make train` once (it downloads it) or copy it there")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
+        print(f"CPU: {cpu_description()}")
         print(f"{'impl':<22}{'MB':>6}{'seconds':>10}{'MB/s':>9}{'peak RSS MB':>13}{'children MB':>13}")
         ours: dict[int, float] = {}
         for size in sorted(set(args.sizes_mb) | set(args.baseline_mb)):

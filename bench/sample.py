@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from charrnn.ckpt.load import load_model
+from charrnn.kernel_choice import cpu_description
 from charrnn.net import CharRNNNet
 from charrnn.sampling import sample
 from charrnn.vocab import Vocab
@@ -38,6 +39,7 @@ def main() -> None:
         vocab = Vocab([chr(c) for c in range(32, 127)] + ["\n"])
         net = CharRNNNet(len(vocab), "lstm", 64, args.rnn_size, args.num_layers).to(args.device).eval()
     params = sum(p.numel() for p in net.parameters())
+    print(f"CPU: {cpu_description()}")
     print(f"device {args.device}, threads {torch.get_num_threads()}, {params:,} parameters")
     print(f"{'streams':>8}{'chars/s (all)':>15}{'chars/s per stream':>20}{'ms/step':>9}")
     rows = []

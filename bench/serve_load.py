@@ -27,6 +27,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from charrnn.kernel_choice import cpu_description
+
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             "server_rss_mib_before": rss_before, "server_rss_mib_after": rss_mib(proc.pid) if proc else None,
             "model": health.get("model"), "clients": args.clients, "n": args.n, "prime_chars": args.prime_chars,
             "server_args": args.server_args, "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, {platform.system()}",
+            "cpu": cpu_description(),
         }
     finally:
         if proc:

@@ -5,7 +5,8 @@ by side, on the same model.
 
 Quality: the loss (nats/char) of feeding the last 10% of the corpus through the stepper one character
 at a time, as sampling does. Speed: ms per step for batches of rows, on one torch thread (as each
-server worker runs).
+server worker runs). Last, what the server would choose at start on this machine (its quick
+measurement) against the faster of the two here, summed over the batch sizes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.ckpt.load import load_model
-from charrnn.stepper import Stepper, int8_available
+from charrnn.kernel_choice import cpu_description
+from charrnn.stepper import Stepper, choose_products, int8_available
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +58,7 @@ def main() -> None:
     if not int8_available():
         raise SystemExit("this torch build cannot multiply int8 matrices on the CPU")
     torch.set_num_threads(1)
+    print(f"CPU: {cpu_description()}")
     net, vocab = load_model(args.ckpt)
     text = Path(args.corpus).read_text(encoding="utf-8")
     ids = torch.tensor(vocab.encode(text[int(len(text) * 0.9):][: args.chars], unknown="drop"))
@@ -65,9 +68,16 @@ def main() -> None:
         print(f"  {name:>5}: {loss(step, ids, 20):.5f}")
     print("ms per step, one thread:")
     print(f"  {'rows':>5}" + "".join(f"{name:>9}" for name in steppers) + "    ratio")
+    totals = dict.fromkeys(steppers, 0.0)
     for rows in args.rows:
         times = [ms_per_step(step, len(vocab), rows, args.steps) for step in steppers.values()]
         print(f"  {rows:>5}" + "".join(f"{t:>9.3f}" for t in times) + f"{times[0] / times[1]:>9.2f}")
+        for name, t in zip(steppers, times):
+            totals[name] += t
+    choice = choose_products(net.eval())
+    faster = min(totals, key=totals.__getitem__)
+    print(f"the server's choice at start: {choice.chosen} ({choice.describe()}); over these rows it takes "
+          f"{totals[choice.chosen] / totals[faster]:.2f}x the time of the faster here ({faster})")
 
 
 if __name__ == "__main__":

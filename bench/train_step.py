@@ -24,6 +24,8 @@ import time
 from functools import partial
 from pathlib import Path
 
+from charrnn.kernel_choice import cpu_description
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "tiny-shakespeare.txt"
 GRID = [f"{layers}x{size}" for layers in (1, 2, 3) for size in (64, 128, 256, 512)]
@@ -126,6 +128,7 @@ def main() -> None:
     if not CORPUS.is_file():
         sys.exit(f"{CORPUS} is missing: run `make train` once (it downloads it) or copy it there")
     chars = args.batch_size * args.seq_length * args.steps
+    print(f"CPU: {cpu_description()}")
     print(f"device {args.device}; batch {args.batch_size}, seq {args.seq_length}, wordvec {args.wordvec_size}; "
           f"{args.steps} timed steps after {args.warmup}")
     print(f"{'LSTM':>6}{'plain ms/it':>13}{'ours ms/it':>12}{'ratio':>7}{'plain chars/s':>15}{'ours chars/s':>14}"

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from jsonargparse import Namespace
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import Callback, Trainer
@@ -17,14 +16,13 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from charrnn import callbacks, predictions
+from charrnn import callbacks, precision, predictions
 from charrnn.ckpt import find
 from charrnn.ckpt.atomic import NoSpaceError
 from charrnn.ckpt.load import CheckpointError, model_spec, origin
 from charrnn.ckpt.run_directory import RunDirectory
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.data import CharDataModule
-from charrnn.devices import cpu_bf16_feature
 from charrnn.errors import UsageError
 from charrnn.lightning_private import (
     CLIWithOwnCheckpointSettings,
@@ -77,7 +75,6 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
             given = parser.parse_args(args, defaults=False) if not isinstance(args, (dict, Namespace)) else args
             given = given.get(given.subcommand) if given.get("subcommand") else given
             self._given_model = set((given.get("model") or Namespace()).keys())
-        self._choose_precision()
         accumulate = (self._subconfig().get("trainer") or {}).get("accumulate_grad_batches")
         if isinstance(accumulate, int) and accumulate < 1:  # Lightning itself would divide by it
             raise UsageError(f"--trainer.accumulate_grad_batches {accumulate}: give a whole number ≥1")
@@ -85,23 +82,6 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
             raise UsageError(f"--seed_everything {seed}: give a whole number from 0 to {2**32 - 1} (what NumPy "
                              "accepts), or true for a random one")
-
-    def _choose_precision(self) -> None:
-        """Training on a CPU that multiplies bfloat16 natively uses ``bf16-mixed`` unless a config or flag
-        gives ``--trainer.precision`` (or ``--model.cuda_graph``, which needs 32-true): on this project's 2-core
-        CPU it trains 1.38x the characters per second of ``32-true`` (bench/cpu_speed.py). Elsewhere the
-        Trainer's default (``32-true``) stays."""
-        trainer, model = self._subconfig().get("trainer"), self._subconfig().get("model") or {}
-        if (self.config.get("subcommand") != "fit" or trainer is None or trainer.get("precision") is not None
-                or model.get("cuda_graph")):
-            return
-        on_cpu = trainer.get("accelerator") == "cpu" or (trainer.get("accelerator") in (None, "auto")
-                                                           and not torch.cuda.is_available())
-        feature = cpu_bf16_feature() if on_cpu else None
-        if feature is not None:
-            trainer.precision = "bf16-mixed"
-            rank_zero_info(f"--trainer.precision bf16-mixed: this CPU multiplies bfloat16 natively ({feature}); "
-                           "--trainer.precision 32-true turns it off")
 
     def apply_checkpoint_settings(self) -> None:
         """``--ckpt_path FILE``: Lightning's CLI would replace every model setting with the checkpoint's,
@@ -149,6 +129,10 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(SafeCheckpointIO())
         config = {**self._subconfig(self.config_init).get("trainer", {}), **kwargs, "plugins": plugins}
+        if not self.model.hparams.cuda_graph:  # the graph step is float32 (checked in CharRNN)
+            chosen = precision.settle(config, self.model.net, self.datamodule.batch_size, self.datamodule.seq_length,
+                                      fitting=self.subcommand == "fit")
+            config["precision"] = chosen or config.get("precision")
         trainer = build_trainer(self, config, self._group_callbacks(config))
         run_directory = RunDirectory()
         trainer.callbacks.insert(0, run_directory)

@@ -26,16 +26,3 @@ def parse_device(text: str) -> torch.device:
                          f"numbered from 0")
     return device
 
-
-def cpu_bf16_feature(cpuinfo: str = "/proc/cpuinfo") -> str | None:
-    """The CPU feature that multiplies bfloat16 natively (``amx_bf16``, ``avx512_bf16``, Arm's ``bf16``), read
-    from /proc/cpuinfo, when oneDNN (which runs bf16 on a CPU) is there too; None elsewhere: a CPU without it
-    emulates bf16, which is slower than float32."""
-    if not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        with open(cpuinfo) as f:
-            flags = {word for line in f if line.startswith(("flags", "Features")) for word in line.split()}
-    except OSError:
-        return None
-    return next((name for name in ("amx_bf16", "avx512_bf16", "bf16") if name in flags), None)

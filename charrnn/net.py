@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from charrnn.kernel_choice import lowp_lstm_runs
+
 ModelType = Literal["lstm", "gru", "rnn"]
 State = Tensor | tuple[Tensor, Tensor]  # (layers, B, H), or LSTM's (h, c) pair of those
 _RNNS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -77,7 +79,13 @@ class CharRNNNet(nn.Module):
         return self.head(self.drop(h)), state
 
     def _run(self, rnn: nn.RNNBase, h: Tensor, state: State | None) -> tuple[Tensor, State]:
-        """``rnn(h, state)``, with its hidden-to-hidden weights dropped out when training with weight_drop."""
+        """``rnn(h, state)``, with its hidden-to-hidden weights dropped out when training with weight_drop.
+        An LSTM under CPU autocast runs in float32 where the CPU has no low-precision LSTM kernel
+        (:func:`~charrnn.kernel_choice.lowp_lstm_runs`); the rest of the network keeps the autocast."""
+        if (isinstance(rnn, nn.LSTM) and h.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+                and not lowp_lstm_runs(torch.get_autocast_dtype("cpu"))):
+            with torch.autocast("cpu", enabled=False):
+                return self._run(rnn, h.float(), None if state is None else map_state(Tensor.float, state))
         if not (self.training and self.weight_drop > 0):
             return rnn(h, state)
         dropped = {name: F.dropout(w, self.weight_drop) for name, w in rnn.named_parameters()

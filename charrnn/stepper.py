@@ -5,16 +5,20 @@ a CPU it takes 2-4x longer than the cell written out with one matrix product per
 does the latter for the fused LSTM/GRU/RNN layouts (the same arithmetic as PyTorch's cells) and falls
 back to the network itself for the rest (the LayerNorm variant).
 
-With ``int8=True`` those products run in 8-bit integers (see :class:`Linear`): 2-3x faster on a CPU,
-for a change in loss of about 1e-4 nats/char; each row's result is then exactly the same whatever
-the other rows are (integer sums), where float kernels chosen per batch size may differ in the last bit.
+With ``int8=True`` those products run in 8-bit integers (see :class:`Linear`), for a change in loss of
+about 1e-4 nats/char; each row's result is then exactly the same whatever the other rows are (integer
+sums), where float kernels chosen per batch size may differ in the last bit. Whether that is faster
+depends on the CPU (with VNNI int8 wins, without it float does): :func:`choose_products` measures it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
+from charrnn.kernel_choice import Choice, choose, time_alternating
 from charrnn.net import CharRNNNet, State
 
 
@@ -127,3 +131,19 @@ class Stepper:
             hs.append(x)
         new: State = (torch.stack(hs), torch.stack(cs)) if self.kind == "lstm" else torch.stack(hs)
         return net.head(x), new
+
+
+def choose_products(net: CharRNNNet, rows: tuple[int, ...] = (5, 40), steps: int = 8) -> Choice:
+    """Float or int8 products for ``net``, whichever steps faster here: each candidate runs ``steps`` steps of
+    every batch size in ``rows`` (a quiet server's and a busy one's), with the torch threads as set now.
+    A few tenths of a second; float unless int8 is clearly faster."""
+    def run(stepper: Stepper) -> Callable[[], None]:
+        def steps_of_each_size() -> None:
+            for n in rows:
+                tokens, state = torch.zeros(n, dtype=torch.long), None
+                for _ in range(steps):
+                    _, state = stepper(tokens, state)
+        return steps_of_each_size
+
+    return choose(time_alternating({"float": run(Stepper(net)), "int8": run(Stepper(net, int8=True))},
+                                   budget=0.25), default="float")

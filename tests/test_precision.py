@@ -1,29 +1,46 @@
-"""Mixed precision on CPU: bf16 autocast trains to a finite loss and its checkpoint samples."""
+"""Mixed precision on CPU: an LSTM trains, resumes and samples under bf16 autocast on this CPU and on an
+AVX2-only one (whose oneDNN has no bfloat16 LSTM kernel, so the LSTM layers run in float32)."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
-from tests.helpers import ROOT, TINY_TEXT
-from tests.test_ddp import launch_ok, record, train_args
+from charrnn.kernel_choice import lowp_lstm_runs
+from tests.helpers import AVX2_ONLY, ROOT, TINY_TEXT
+from tests.test_ddp import TIMEOUT, env, record, train_args
+
+FLOAT32_LSTM = "the LSTM layers run in float32"
 
 
+def run(args: list[str], cwd, extra_env: dict[str, str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env={**env(), **extra_env}, capture_output=True,
+                          text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.parametrize("cpu", ["this CPU", "AVX2 only"])
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
-def test_mixed_precision_trains_and_its_checkpoint_samples(tmp_path, precision):
+def test_an_lstm_trains_resumes_and_samples_in_mixed_precision(tmp_path, precision, cpu):
+    extra_env = AVX2_ONLY if cpu == "AVX2 only" else {}
+    float32_lstm = cpu == "AVX2 only" or not lowp_lstm_runs()
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
-    proc = launch_ok(train_args("--trainer.precision", precision, "--trainer.max_steps", "12", *record(),
-                                ddp=False), tmp_path)
-    rec = json.loads((tmp_path / "rec" / "rank0.json").read_text())
-    # On a CPU Lightning runs 16-mixed as bf16-mixed (float16 autocast is for CUDA).
-    assert rec["precision"] == "bf16-mixed"
-    if precision == "16-mixed":
-        assert "bf16-mixed" in proc.stderr
-    assert len(rec["losses"]) == 12 and all(math.isfinite(v) for v in rec["losses"] + rec["val_losses"])
-    assert rec["losses"][-1] < rec["losses"][0]
+    flags = ["--model.model_type", "lstm", "--trainer.precision", precision, "--checkpoint.every_n_train_steps", "6"]
+    first = run(train_args(*flags, "--trainer.max_steps", "6", *record("rec1"), ddp=False), tmp_path, extra_env)
+    again = run(train_args(*flags, "--trainer.max_steps", "12", "--ckpt_path", "last", *record("rec2"), ddp=False),
+                tmp_path, extra_env)
+    for proc, out_dir, steps in ((first, "rec1", 6), (again, "rec2", 6)):
+        rec = json.loads((tmp_path / out_dir / "rank0.json").read_text())
+        assert rec["precision"] == "bf16-mixed"  # on a CPU Lightning runs 16-mixed as bf16-mixed
+        assert len(rec["losses"]) == steps and all(math.isfinite(v) for v in rec["losses"] + rec["val_losses"])
+        assert (FLOAT32_LSTM in proc.stderr) == float32_lstm
+    assert rec["losses"][-1] < json.loads((tmp_path / "rec1" / "rank0.json").read_text())["losses"][0]
     ckpt = tmp_path / "checkpoints" / "debug" / "last.ckpt"
-    out = launch_ok([str(ROOT / "sample.py"), "--ckpt", str(ckpt), "--start_text", "First", "--length", "40",
-                     "--seed", "0"], tmp_path).stdout
+    out = run([str(ROOT / "sample.py"), "--ckpt", str(ckpt), "--start_text", "First", "--length", "40",
+               "--seed", "0"], tmp_path, extra_env).stdout
     assert out.startswith("First") and len(out.rstrip("\n")) >= 40

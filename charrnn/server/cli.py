@@ -24,7 +24,7 @@ from charrnn.server.capacity import Capacity
 from charrnn.server.connections import guarded_protocol
 from charrnn.server.loading import load_served_model
 from charrnn.server.options import DEFAULT_TEMPERATURES, CompletionRule, Limits
-from charrnn.stepper import int8_available
+from charrnn.stepper import choose_products, int8_available
 
 DESCRIPTION = ("The autocomplete server: torch-rnn-server's protocol for rnn-writer (GET /generate), a JSON API "
                "(POST /v1/generate, docs at /docs) and a writing page (/write).")
@@ -198,15 +198,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.torch_threads)
     int8 = args.int8
-    if int8 is None:
-        int8 = args.device == "cpu" and int8_available()
-    elif int8 and not int8_available(args.device):
+    if int8 and not int8_available(args.device):
         parser.error(f"--int8: this torch build cannot multiply int8 matrices on {args.device}; use --no-int8")
+    products = "int8 products (--int8)" if int8 else "float products (--no-int8)"
+    if int8 is None and args.device == "cpu" and int8_available():
+        choice = choose_products(model.net)
+        int8, products = choice.chosen == "int8", f"{choice.chosen} products ({choice.describe()})"
+    elif int8 is None:
+        int8, products = False, "float products"
     origins = tuple(o.strip() for o in args.cors_origins.split(",") if o.strip())
     app = create_app(model, rule, limits, origins, int8, args.torch_threads)
     info = model.describe()
     print(f"charrnn: {info['model_type']} {info['num_layers']}x{info['rnn_size']}, {info['vocab_size']} tokens, "
-          f"{'int8' if int8 else 'float'} products, from {args.ckpt}; "
+          f"{products}, from {args.ckpt}; "
           f"writing page at http://{args.host}:{args.port}/write", file=sys.stderr, flush=True)
     if model.origin is not None:
         print(f"charrnn: {model.origin['summary']}", file=sys.stderr, flush=True)
