@@ -217,14 +217,14 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         print(predictions.summary(batches, path))
 
 
-# What the place a run writes in can refuse: no room, read-only, not ours. The user can mend these.
-CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+# What only a write meets, and the user can mend: a full disk or quota, a read-only filesystem.
+CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def cannot_write(e: OSError) -> str:
     """One line for a log or checkpoint file that could not be written, naming it and what to do."""
     what = f"cannot write {find.shown(e.filename)}" if e.filename else "cannot write the run's logs or checkpoints"
-    mend = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+    mend = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "remount it read-write"
     return (f"{what} ({e.strerror or e}): {mend}, or give the run another directory (--trainer.default_root_dir "
             "or the logger's save_dir for the logs, --checkpoint.dirpath for the checkpoints)")
 

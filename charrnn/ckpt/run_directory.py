@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -118,7 +119,11 @@ class RunDirectory(L.Callback):
 
 
 def _write_holder(fd: int) -> None:
-    """Writes who holds the lock into it, through the locked descriptor (opened with ``O_NOFOLLOW``)."""
+    """Writes who holds the lock into it, through the locked descriptor (opened with ``O_NOFOLLOW``), unless
+    the file is not a plain file of its own: a hard link to another file, a FIFO, a device."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        raise OSError(errno.EPERM, "not a plain file of its own")
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n".encode(), 0)
 
@@ -141,6 +146,10 @@ def unusable(directory: Path, error: OSError) -> UnusableDirectory:
     if error.errno == errno.ELOOP:
         return UnusableDirectory(f"{lock} is a symbolic link: a run never writes through one. Remove it "
                                  f"(rm {lock}) or give this run another checkpoint directory")
+    if error.errno == errno.EPERM and error.strerror == "not a plain file of its own":
+        return UnusableDirectory(f"{lock} is not a plain file of its own (a hard link, a FIFO, a device): a run "
+                                 f"never writes through one. Remove it (rm {lock}) or give this run another "
+                                 "checkpoint directory")
     if error.errno == errno.EISDIR:
         return UnusableDirectory(f"{lock} is a directory: it must be the run's lock file. Remove it or give this "
                                  "run another checkpoint directory")
