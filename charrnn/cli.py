@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,12 +201,35 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         print(predictions.summary(batches, path))
 
 
+# What only a write meets, and the user can mend: a full disk or quota, a read-only filesystem.
+CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def cannot_write(e: OSError) -> str:
+    """One line for a log or checkpoint file that could not be written, naming it and what to do."""
+    what = f"cannot write {find.shown(e.filename)}" if e.filename else "cannot write the run's logs or checkpoints"
+    mend = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "remount it read-write"
+    return (f"{what} ({e.strerror or e}): {mend}, or give the run another directory (--trainer.default_root_dir "
+            "or the logger's save_dir for the logs, --checkpoint.dirpath for the checkpoints)")
+
+
+def quiet_cannot_write(hook: Callable[[Any], object]) -> Callable[[Any], object]:
+    """``threading.excepthook`` that prints nothing for a write the disk refused in a thread (TensorBoard's
+    writer): the logger raises the same error in the main thread, which says it in one line."""
+    def quiet(args: Any) -> object:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in CANNOT_WRITE:
+            return None
+        return hook(args)
+    return quiet
+
+
 def cli_main(args: list[str] | None = None) -> CharRNNCLI:
     """Runs the command; a user's mistake (a bad flag or file) exits with status 2 and SIGTERM with 143, each
     with a one-line message."""
     # Lightning's progress bar redraws at least every TQDM_MINITERS steps: every 10, not every step, so
     # the loss it shows is read from the device (a wait for the GPU) once per 10 steps.
     os.environ.setdefault("TQDM_MINITERS", "10")
+    threading.excepthook, thread_hook = quiet_cannot_write(threading.excepthook), threading.excepthook
     try:
         return CharRNNCLI(
             CharRNN,
@@ -221,9 +247,16 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
         print(f"error: {e}; nothing partial was left. Free some space and run the command again "
               "(training continues from its newest whole checkpoint with --ckpt_path last)", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as e:
+        if e.errno not in CANNOT_WRITE:
+            raise
+        print(f"error: {cannot_write(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
     except SIGTERMException:
         print("Stopped by SIGTERM. Continue with the same command and --ckpt_path last", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        threading.excepthook = thread_hook
 
 
 def main() -> None:

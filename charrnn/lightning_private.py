@@ -55,6 +55,12 @@ def save_last(callback: ModelCheckpoint, trainer: L.Trainer) -> None:
     callback._save_last_checkpoint(trainer, candidates)
 
 
+def ask_to_stop(trainer: L.Trainer) -> None:
+    """Asks the Trainer to stop as SIGTERM does: the loops raise ``SIGTERMException`` at the next step or
+    validation batch (every rank, under DDP)."""
+    trainer._signal_connector.received_sigterm = True
+
+
 def disable_version_counter(callback: ModelCheckpoint) -> None:
     """A file name met again is replaced instead of getting a ``-v1`` twin (``enable_version_counter=False``)."""
     callback._enable_version_counter = False

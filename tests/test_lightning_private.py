@@ -172,3 +172,17 @@ def test_lightning_cli_applies_ckpt_path_in_the_step_we_replace():
                                            "self.before_instantiate_classes()")]
         assert steps == sorted(steps), "LightningCLI no longer applies --ckpt_path between parsing and instantiating"
         assert private.CLIWithOwnCheckpointSettings._parse_ckpt_path is not LightningCLI._parse_ckpt_path
+
+
+def test_ask_to_stop_stops_after_the_step_as_sigterm_does(tmp_path):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    def stop_at_third(trainer: L.Trainer, batch_idx: int) -> bool:
+        if batch_idx == 2:
+            private.ask_to_stop(trainer)
+        return trainer.received_sigterm
+
+    probe = AtBatchEnd(stop_at_third)
+    with still_there("ask_to_stop"), pytest.raises(SIGTERMException):
+        fit(Probe(lambda _: None), tmp_path, callbacks=[probe], max_steps=8)
+    assert probe.answers == [False, False, True]  # the loop stopped right after the step that asked

@@ -1,4 +1,4 @@
-"""Prints and logs a text sample every N training steps."""
+"""Prints and logs a text sample every N training steps; a stop asked meanwhile cuts it short."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from charrnn.ckpt.stop_checkpoint import stop_asked
 from charrnn.errors import UsageError
-from charrnn.sampling import check_settings, sample_text
+from charrnn.sampling import check_settings, sample
 
 
 def as_markdown_code(text: str) -> str:
@@ -44,8 +45,16 @@ class TextSamples(L.Callback):
         step = trainer.global_step
         if not self.every_n_steps or step % self.every_n_steps:
             return
-        text = sample_text(pl_module.net, pl_module.vocab, self.start_text, self.length,
-                           temperature=self.temperature, seed=self.seed + step)[0]
+        pieces: list[str] = []
+        stream = sample(pl_module.net, pl_module.vocab, self.start_text, self.length,
+                        temperature=self.temperature, seed=self.seed + step)
+        for (piece,) in stream:  # a character at a time, so that a stop asked meanwhile ends it within a second
+            pieces.append(piece)
+            if stop_asked(trainer):
+                stream.close()  # puts the network back in training mode
+                pieces.append(f" [cut short after {len(pieces)} characters: a stop was asked]")
+                break
+        text = "".join(pieces)
         print(f"\n----- sample at step {step} -----\n{self.start_text}{text}\n-----", flush=True)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):

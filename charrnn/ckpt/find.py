@@ -48,7 +48,7 @@ def checkpoint_files(trainer: L.Trainer) -> tuple[list[Path], set[Path]]:
     for cb in trainer.callbacks:
         if isinstance(cb, ModelCheckpoint) and cb.dirpath:
             dirs.add(shown(cb.dirpath))
-        elif isinstance(cb, (StopCheckpoint, OnExceptionCheckpoint)):
+        elif isinstance(cb, (StopCheckpoint, OnExceptionCheckpoint)) and cb.ckpt_path is not None:
             dirs.add(shown(cb.dirpath))
             preferred.add(shown(cb.ckpt_path))
     files = {p for d in dirs if d.is_dir() for p in d.glob("*.ckpt") if p.is_file()}
