@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from charrnn import callbacks, predictions
+from charrnn.callbacks.divergence import warn_if_pure_fp16_on_cpu
 from charrnn.ckpt import find
 from charrnn.ckpt.atomic import NoSpaceError
 from charrnn.ckpt.load import CheckpointError, model_spec, origin
@@ -45,6 +46,7 @@ GROUPS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
                                                      "monitor": "val/loss", "save_top_k": 3,
                                                      "auto_insert_metric_name": False}),
     "samples": (callbacks.TextSamples, {}),
+    "divergence": (callbacks.DivergenceStop, {}),  # a loss gone non-finite or exploded stops the run, unsaved
 }
 
 
@@ -150,6 +152,7 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
             plugins.append(SafeCheckpointIO())
         config = {**self._subconfig(self.config_init).get("trainer", {}), **kwargs, "plugins": plugins}
         trainer = build_trainer(self, config, self._group_callbacks(config))
+        warn_if_pure_fp16_on_cpu(trainer, self.subcommand)
         run_directory = RunDirectory()
         trainer.callbacks.insert(0, run_directory)
         run_directory.claim = [lg for lg in trainer.loggers if version_left_to_lightning(lg)]
