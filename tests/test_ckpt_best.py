@@ -40,6 +40,14 @@ def test_top_k_and_the_best_survive_resumes(tmp_path):
         state = best_state(ckpts / "last.ckpt")  # what the next resume starts from
         assert {Path(p).name for p in state["best_k_models"]} == set(best), flags
         assert Path(state["best_model_path"]).name == Path(printed).name
+    # last.ckpt is now written after the validation of its step: the resumes are still exact.
+    whole = tmp_path / "uninterrupted"
+    whole.mkdir()
+    (whole / "tiny.txt").write_text(TINY_TEXT)
+    fit(whole, "--trainer.max_steps", "45")
+    resumed, uninterrupted = (torch.load(d / "checkpoints" / "debug" / "last.ckpt", weights_only=True)["state_dict"]
+                              for d in (tmp_path, whole))
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
 
 
 def test_periodic_checkpoints_hold_the_validation_of_their_own_step(tmp_path):
