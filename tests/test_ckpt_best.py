@@ -63,6 +63,7 @@ def test_periodic_checkpoints_hold_the_validation_of_their_own_step(tmp_path):
     ("--best_checkpoints.filename", "step={step}"),
     ("--best_checkpoints.filename", "{step}", "--best_checkpoints.auto_insert_metric_name", "true"),  # also step=N
     ("--checkpoint.filename", "last"),  # its own last.ckpt
+    ("--best_checkpoints.filename", "interrupted"),  # StopCheckpoint's
 ])
 def test_groups_whose_files_could_collide_are_refused(tmp_path, flags):
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)

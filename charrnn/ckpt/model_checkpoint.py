@@ -10,6 +10,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
 from charrnn.ckpt.resume_state import validation_follows
+from charrnn.ckpt.stop_checkpoint import StopCheckpoint
 from charrnn.errors import UsageError
 from charrnn.lightning_private import last_saved_step, save_last
 
@@ -96,7 +97,8 @@ def check_distinct_names(trainer: L.Trainer) -> None:
     Raises:
         UsageError: naming the directory, the file and the two settings.
     """
-    seen: dict[tuple[Path, str], str] = {}
+    seen = {(Path(cb.dirpath).resolve(), cb.ckpt_path.name): "StopCheckpoint's file on SIGTERM"
+            for cb in trainer.callbacks if isinstance(cb, StopCheckpoint)}
     for cb in checkpoint_callbacks(trainer):
         if cb.dirpath is None:
             continue
