@@ -46,6 +46,7 @@ GROUPS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
                                                      "monitor": "val/loss", "save_top_k": 3,
                                                      "auto_insert_metric_name": False}),
     "samples": (callbacks.TextSamples, {}),
+    "divergence": (callbacks.DivergenceStop, {}),  # a loss gone non-finite or exploded stops the run, unsaved
 }
 
 

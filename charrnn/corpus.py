@@ -3,10 +3,10 @@ when the text or the settings changed, and which vocabulary it is encoded with."
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Literal
 from charrnn.ckpt.atomic import atomic_write
 from charrnn.ckpt.load import load_vocab
 from charrnn.errors import MissingFileError, UsageError
-from charrnn.preprocess import PreprocessError, UnknownReport, preprocess, scan_sha256
+from charrnn.preprocess import PreprocessError, UnknownReport, made_with, preprocess, scan_sha256, vocab_digest
 from charrnn.train_flags import as_data_flags
 from charrnn.vocab import Vocab
 
@@ -41,8 +41,8 @@ class Corpus:
                 self.fixed_vocab = load_vocab(vocab_from)
             except (ValueError, FileNotFoundError) as e:
                 raise UsageError(f"--data.vocab_from: {e}") from None
-            digest = hashlib.sha256("\n".join(self.fixed_vocab.tokens).encode("utf-8", "surrogatepass"))
-            stem += f".vocab-{digest.hexdigest()[:8]}"  # the corpus's own .h5/.json stay as they are
+            stem += f".vocab-{vocab_digest(self.fixed_vocab)[:8]}"  # the corpus's own .h5/.json stay as they are
+        self.settings = made_with(encoding, val_frac, test_frac, self.fixed_vocab)
         self.h5_path = Path(input_h5) if input_h5 else Path(stem + ".h5")
         self.json_path = Path(input_json) if input_json else Path(stem + ".json")
         self._prepared = False  # prepare() ran in this process: the corpus is not hashed again
@@ -64,20 +64,40 @@ class Corpus:
                 f"download it yourself and put it at {self.input_txt}"
             ) from None
 
-    def _is_current(self) -> bool:
-        """Whether the .h5/.json were made from the present ``input_txt`` with the present settings."""
+    def _recorded(self) -> dict | None:
+        """What the .json says it was made from and with (``charrnn``), or None: no pair, a pair of another
+        tool (torch-rnn's), or files that cannot be read (garbage, another kind of JSON)."""
         if not (self.h5_path.is_file() and self.json_path.is_file()):
-            return False
-        try:  # anything unreadable (garbage, another kind of JSON) is made again
-            data = json.loads(self.json_path.read_text())
-            made = dict(data.get("charrnn", {}))
-            if self.fixed_vocab is not None and Vocab.from_json_dict(data) != self.fixed_vocab:
-                return False
+            return None
+        try:
+            made = json.loads(self.json_path.read_text()).get("charrnn")
+            return dict(made) if made is not None else None
         except (OSError, ValueError, TypeError, AttributeError, RecursionError):
-            return False
-        wanted = {"encoding": self.encoding, "val_frac": self.val_frac, "test_frac": self.test_frac}
-        same_settings = all(made.get(k) == v for k, v in wanted.items())
-        return same_settings and made.get("source_sha256") == scan_sha256(self.input_txt)
+            return None
+
+    def _changed(self, made: dict) -> list[str]:
+        """The flags whose present value is not the one the files were made with."""
+        flags = {"encoding": "--data.encoding", "val_frac": "--data.val_frac", "test_frac": "--data.test_frac",
+                 "vocab_sha256": "--data.vocab_from"}
+        return [flags[k] for k, v in self.settings.items() if made.get(k) != v]
+
+    def _report(self) -> UnknownReport:
+        return UnknownReport(f"--data.input_txt {self.input_txt}",
+                             f"the vocabulary of --data.vocab_from {self.vocab_from}", "--data.unknown",
+                             "(left out: --data.unknown drop)", self.warn)
+
+    def _check_unknown(self, made: dict) -> None:
+        """Files made with characters left out are used again only under ``--data.unknown drop``, which says so
+        again; ``error`` refuses them as it refuses the text."""
+        unknown = made.get("unknown") or {}
+        if not unknown.get("count"):
+            return
+        report = self._report()
+        counts = Counter({int(u): int(n) for u, n in unknown.get("most_common", [])})
+        message = report.message(counts, self.encoding, int(unknown["count"]))
+        if self.unknown == "error":
+            raise UsageError(f"{message}; pass {report.flag} drop to leave them out")
+        self.warn(f"{message} {report.dropped}")
 
     def prepare(self) -> None:
         """Downloads and preprocesses as needed; safe to call again (and from several processes)."""
@@ -89,17 +109,28 @@ class Corpus:
     def _prepare(self) -> None:
         if self.input_txt is None or self._prepared:
             return
+        made = self._recorded()
+        if not self.input_txt.exists() and self.h5_path.is_file() and self.json_path.is_file():
+            # Only the preprocessed files were kept: used as they are, unless they say that they were made
+            # with other settings (nothing to make them again from), and checked as the text would be.
+            if made is not None:
+                if changed := self._changed(made):
+                    raise UsageError(f"--data.input_txt {self.input_txt} does not exist, and {self.json_path} was made "
+                                     f"with another {', '.join(changed)}; put the text back to preprocess it again, "
+                                     "or give the settings it was made with")
+                self._check_unknown(made)
+            self._prepared = True
+            return
         if not self.input_txt.exists():
-            if self.h5_path.is_file() and self.json_path.is_file():
-                return  # only the preprocessed files were kept: use them
             self._download()
-        if not self._is_current():
+        if (made is None or self._changed(made) or made.get("source_sha256") != scan_sha256(self.input_txt)
+                or (self.unknown == "error" and (made.get("unknown") or {}).get("count"))):
             self.info(f"Preprocessing {self.input_txt} -> {self.h5_path}, {self.json_path}")
-            report = UnknownReport(f"--data.input_txt {self.input_txt}",
-                                   f"the vocabulary of --data.vocab_from {self.vocab_from}", "--data.unknown",
-                                   "(left out: --data.unknown drop)", self.warn)
             preprocess(self.input_txt, self.h5_path, self.json_path, self.val_frac, self.test_frac,
-                       self.encoding, vocab=self.fixed_vocab, unknown=self.unknown, quiet=True, unknown_report=report)
+                       self.encoding, vocab=self.fixed_vocab, unknown=self.unknown, quiet=True,
+                       unknown_report=self._report())
+        else:
+            self._check_unknown(made)
         self._prepared = True
 
     @cached_property

@@ -52,6 +52,9 @@ def settle(trainer: dict[str, Any], net: CharRNNNet, batch_size: int, seq_length
     given = trainer.get("precision")
     if not runs_on_cpu(trainer):
         return None
+    if fitting and str(given) == "16-true":
+        rank_zero_warn("--trainer.precision 16-true on a CPU: weights, gradients and Adam's state all in float16, "
+                       "without loss scaling; training tends to diverge. Use --trainer.precision bf16-mixed or 32-true")
     precision = given
     if (fitting and given is None) or str(given) in MIXED:
         choice = _measured(net, batch_size, seq_length)

@@ -51,6 +51,7 @@ SPLITS = ("train", "val", "test")
 MIN_PART_BYTES = 8 << 20  # a file is cut into parts of at least this size, one per worker
 MAX_PARTS = 8
 FLUSH_SECONDS = 0.01  # while encoding, how often what is written so far is flushed to disk
+SHOWN_UNKNOWN = 20  # characters outside a given vocabulary: the most common, named in the report and the .json
 T = TypeVar("T")
 _flush = getattr(os, "fdatasync", os.fsync)  # the file's data, without its times where the system can
 
@@ -77,10 +78,11 @@ class UnknownReport:
     dropped: str = "(left out)"
     report: Callable[[str], None] | None = None
 
-    def message(self, unknown: Counter[int], encoding: str) -> str:
+    def message(self, unknown: Counter[int], encoding: str, total: int | None = None) -> str:
+        """``total``: how many there are, when ``unknown`` holds only the most common (as the .json records)."""
         spell = byte_token if encoding == "bytes" else (lambda u: repr(chr(u)))
-        shown = ", ".join(f"{spell(u)}×{n}" for u, n in unknown.most_common(20))
-        return f"{sum(unknown.values())} characters of {self.source} are not in {self.vocab}: {shown}"
+        shown = ", ".join(f"{spell(u)}×{n}" for u, n in unknown.most_common(SHOWN_UNKNOWN))
+        return f"{total or sum(unknown.values())} characters of {self.source} are not in {self.vocab}: {shown}"
 
 
 @dataclass
@@ -99,6 +101,20 @@ def scan_sha256(path: Path) -> str:
         while block := f.read(CHUNK_BYTES):
             digest.update(block)
     return digest.hexdigest()
+
+
+def vocab_digest(vocab: Vocab) -> str:
+    """SHA-256 of a vocabulary's tokens in index order: what decides how a text is encoded with it."""
+    return hashlib.sha256("\n".join(vocab.tokens).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def made_with(encoding: str, val_frac: float, test_frac: float, vocab: Vocab | None) -> dict[str, object]:
+    """Every setting that changes what :func:`preprocess` writes, as the .json records it (under ``charrnn``,
+    beside the text's SHA-256): files made with other settings must be made again. ``vocab`` is the given
+    vocabulary (None: the text's own). ``unknown`` is not among them: it changes the output only through the
+    characters left out, which the .json records (``unknown``), so that a cached pair can be checked again."""
+    return {"encoding": encoding, "val_frac": val_frac, "test_frac": test_frac,
+            "vocab_sha256": None if vocab is None else vocab_digest(vocab)}
 
 
 def unit_space(encoding: str) -> int:
@@ -345,6 +361,7 @@ def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float
             parts: list[tuple[int, int]], sha256: AsyncResult[str]) -> Vocab:
     scans = _in_order(pool, scan, [(input_txt, encoding, vocab, start, stop) for start, stop in parts])
     found = merge_scans(scans)
+    given = vocab
     if vocab is None:
         spell = byte_token if encoding == "bytes" else chr
         vocab = Vocab([spell(u) for u in found.units])
@@ -374,9 +391,8 @@ def _encode(input_txt: Path, output_h5: Path, output_json: Path, val_frac: float
         meta = vocab.to_json_dict()
         meta["charrnn"] = {
             "source_sha256": sha256.get(),
-            "encoding": encoding,
-            "val_frac": val_frac,
-            "test_frac": test_frac,
+            **made_with(encoding, val_frac, test_frac, given),
+            "unknown": {"count": found.unknown.total(), "most_common": found.unknown.most_common(SHOWN_UNKNOWN)},
             "splits": dict(zip(SPLITS, sizes)),
         }
         with open(tmp_json, "w") as f:

@@ -1,0 +1,77 @@
+"""The best checkpoints across resumes (top-k, the best path, the "Best checkpoint" line), and checkpoint
+groups that never delete each other's files."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import ROOT, TINY_TEXT, run_ok
+
+DEBUG = str(ROOT / "configs" / "debug.yaml")
+
+
+def fit(work: Path, *flags: str) -> subprocess.CompletedProcess:
+    return run_ok([str(ROOT / "train.py"), "fit", "--config", DEBUG, "--data.input_txt", "tiny.txt",
+                   "--data.url", "null", "--samples.every_n_steps", "0", "--trainer.enable_progress_bar", "false",
+                   *flags], work)
+
+
+def best_state(ckpt: Path) -> dict:
+    states = torch.load(ckpt, weights_only=True)["callbacks"]
+    return next(v for k, v in states.items() if "val/loss" in k)
+
+
+def test_top_k_and_the_best_survive_resumes(tmp_path):
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    ckpts = tmp_path / "checkpoints" / "debug"
+    for flags in ((), ("--trainer.max_steps", "40", "--ckpt_path", "last"),
+                  ("--trainer.max_steps", "45", "--ckpt_path", "last")):  # the README's resume, then one more
+        out = fit(tmp_path, *flags).stdout
+        best = {p.name: float(re.search(r"val_loss=([\d.]+)\.ckpt", p.name)[1]) for p in ckpts.glob("best-*.ckpt")}
+        assert len(best) == 2, (flags, sorted(best))  # save_top_k: 2
+        printed = re.search(r"Best checkpoint: (\S+)", out)[1]
+        assert Path(printed).name == min(best, key=best.get), (flags, printed, best)
+        state = best_state(ckpts / "last.ckpt")  # what the next resume starts from
+        assert {Path(p).name for p in state["best_k_models"]} == set(best), flags
+        assert Path(state["best_model_path"]).name == Path(printed).name
+    # last.ckpt is now written after the validation of its step: the resumes are still exact.
+    whole = tmp_path / "uninterrupted"
+    whole.mkdir()
+    (whole / "tiny.txt").write_text(TINY_TEXT)
+    fit(whole, "--trainer.max_steps", "45")
+    resumed, uninterrupted = (torch.load(d / "checkpoints" / "debug" / "last.ckpt", weights_only=True)["state_dict"]
+                              for d in (tmp_path, whole))
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_periodic_checkpoints_hold_the_validation_of_their_own_step(tmp_path):
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    fit(tmp_path, "--trainer.max_steps", "20")
+    ckpts = tmp_path / "checkpoints" / "debug"
+    best = {p.name for p in ckpts.glob("best-*.ckpt")}
+    assert any(n.startswith("best-step=20-") for n in best)
+    assert {Path(p).name for p in best_state(ckpts / "step=20.ckpt")["best_k_models"]} == best
+
+
+@pytest.mark.parametrize("flags", [
+    ("--best_checkpoints.filename", "step={step}"),
+    ("--best_checkpoints.filename", "{step}", "--best_checkpoints.auto_insert_metric_name", "true"),  # also step=N
+    ("--checkpoint.filename", "last"),  # its own last.ckpt
+    ("--best_checkpoints.filename", "interrupted"),  # StopCheckpoint's
+])
+def test_groups_whose_files_could_collide_are_refused(tmp_path, flags):
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", DEBUG, "--data.input_txt",
+                           "tiny.txt", "--data.url", "null", *flags], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "two checkpoint settings would both write" in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "checkpoints" / "debug").glob("*.ckpt"))  # refused before any step
