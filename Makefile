@@ -27,7 +27,9 @@ GPU_CHECK_ARGS ?=
 # Containers: compose.yaml reads DATA_DIR and runs as your user, so the files there are yours.
 DATA_DIR ?= ./data
 COMPOSE ?= docker compose
-DC = $(COMPOSE) -f compose.yaml $(if $(GPU),-f compose.gpu.yaml)
+# More compose files, stacked last (CI's build on a stand-in base: .ci/containers).
+COMPOSE_FILES ?=
+DC = $(COMPOSE) -f compose.yaml $(if $(GPU),-f compose.gpu.yaml) $(foreach f,$(COMPOSE_FILES),-f $(f))
 export DATA_DIR
 export CHARRNN_UID ?= $(shell id -u)
 export CHARRNN_GID ?= $(shell id -g)
@@ -94,15 +96,26 @@ else
 export CHARRNN_CONFIG := $(if $(filter /%,$(CONFIG)),$(CONFIG),/app/$(CONFIG))
 export CHARRNN_CKPT := $(if $(filter /%,$(CKPT)),$(CKPT),/data/$(CKPT))
 export CHARRNN_ARGS := $(ARGS)
+# INPUT is a file of this machine, as without Docker; it must lie in DATA_DIR, which is /data inside.
+export CHARRNN_INPUT := /data/$(patsubst $(abspath $(DATA_DIR))/%,%,$(abspath $(INPUT)))
+# What the containers' hints tell you to run next: make ... DOCKER=1 (see charrnn/hints.py).
+export CHARRNN_LAUNCHER := make
 
+# One service: every service shares the image, and building each would build it again.
 build:
-	$(DC) build $(if $(GPU),train)
+	$(DC) build train
 
 # Made here, so that the directory belongs to you rather than to the Docker daemon.
 data-dir:
 	mkdir -p $(DATA_DIR)/generated $(DATA_DIR)/checkpoints
 
-preprocess train sample: data-dir
+preprocess: data-dir
+	@case "$(abspath $(INPUT))" in "$(abspath $(DATA_DIR))"/*) ;; *) \
+		echo "error: INPUT=$(INPUT) is outside DATA_DIR=$(DATA_DIR), the only directory the containers see;" \
+			"move it there, or set DATA_DIR to its directory" >&2; exit 2;; esac
+	$(DC) run --rm $@
+
+train sample: data-dir
 	$(DC) run --rm $@
 
 serve tensorboard: data-dir

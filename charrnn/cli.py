@@ -19,7 +19,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from charrnn import callbacks, precision, predictions
+from charrnn import callbacks, hints, precision, predictions
 from charrnn.ckpt import find
 from charrnn.ckpt.atomic import NoSpaceError
 from charrnn.ckpt.load import CheckpointError, model_spec, origin
@@ -188,7 +188,7 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         score = ""
         if best and best.best_model_score is not None:
             score = f" ({best.monitor} {float(best.best_model_score):.4f})"
-        print(f"\nBest checkpoint: {path}{score}\nTry it:  python sample.py --ckpt {path} --length 500")
+        print(f"\nBest checkpoint: {path}{score}\nTry it:  {hints.sample_command(path)}")
 
 
     def after_predict(self) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from charrnn import hints
 from charrnn.ckpt.atomic import atomic_write_all
 from charrnn.ckpt.load import (
     EXPORT_FORMAT,
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if (source := origin(args.ckpt)) is not None:
         print(f"converted {args.ckpt}: {source['summary']}")
     print(f"wrote {weights} ({size / 1e6:.1f} MB) and {weights.with_name(EXPORT_VOCAB)}\n"
-          f"try it:  python sample.py --ckpt {weights} --length 500")
+          f"try it:  {hints.sample_command(weights)}")
     return 0
 
 

@@ -131,7 +131,8 @@ def test_container_paths_exist_in_the_image() -> None:
 
 def test_image_is_pinned_and_runs_as_a_user() -> None:
     instructions = dockerfile_instructions()
-    bases = [rest.split()[0] for op, rest in instructions if op == "FROM"]
+    args = dict(rest.split("=", 1) for op, rest in instructions if op == "ARG" and "=" in rest)
+    bases = [re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], rest.split()[0]) for op, rest in instructions if op == "FROM"]
     assert bases and all(re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base) for base in bases), bases
     users = [rest for op, rest in instructions if op == "USER"]
     assert users and users[-1].split(":")[0] not in ("0", "root")
@@ -188,3 +189,58 @@ def test_make_sample_and_serve_docker_pass_ckpt(tmp_path: Path, target: str) -> 
     assert flag(command(target, env), "--ckpt") == "/data/checkpoints/shakespeare/last.ckpt"
     env = make_docker(target, tmp_path, "CKPT=checkpoints/debug/step=20.ckpt")
     assert flag(command(target, env), "--ckpt") == "/data/checkpoints/debug/step=20.ckpt"
+
+
+def test_every_service_builds_the_image_when_missing_and_never_pulls_it() -> None:
+    for name, spec in load("compose.yaml")["services"].items():
+        assert spec["pull_policy"] == "never" and spec["build"]["context"] == ".", name
+
+
+def test_make_build_docker_builds_the_image_once(tmp_path: Path) -> None:
+    """Every service shares the image: `compose build` of all of them would build it once per service."""
+    fake = tmp_path / "compose"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/calls\n")
+    fake.chmod(0o755)
+    for gpu in ([], ["GPU=1"]):
+        subprocess.run(["make", "-s", "-C", str(ROOT), "build", "DOCKER=1", f"COMPOSE={fake}", *gpu], check=True,
+                       capture_output=True)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert [call.split()[-2:] for call in calls] == [["build", "train"], ["build", "train"]], calls
+    assert "compose.gpu.yaml" not in calls[0] and "compose.gpu.yaml" in calls[1]
+
+
+def test_hints_inside_the_containers_name_what_to_run_on_the_host(tmp_path: Path) -> None:
+    services = load("compose.yaml")["services"]
+    for name, spec in services.items():
+        assert interpolate(spec["environment"]["CHARRNN_LAUNCHER"], {}) == "compose", name
+    assert interpolate(services["train"]["environment"]["CHARRNN_LAUNCHER"], {"CHARRNN_LAUNCHER": "make"}) == "make"
+    published = services["serve"]["ports"][0].rsplit(":", 1)[0]  # 127.0.0.1:8080
+    assert services["serve"]["environment"]["CHARRNN_PUBLIC_URL"] == f"http://{published}"
+    assert make_docker("sample", tmp_path)["CHARRNN_LAUNCHER"] == "make"
+
+
+def preprocess_argv(env: Mapping[str, str]) -> list[str]:
+    """The preprocess service's command as its shell runs it (``python`` standing for the real one)."""
+    sh, c, script, *args = command("preprocess", env)
+    assert (sh, c) == ("sh", "-c") and "exec python " in script
+    script = script.replace("exec python ", "printf '%s\\n' python ", 1)
+    return subprocess.run([sh, c, script, *args], capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+def test_make_preprocess_docker_passes_input(tmp_path: Path) -> None:
+    assert preprocess_argv({}) == ["python", "-m", "charrnn.preprocess", "--input_txt", "/data/tiny-shakespeare.txt",
+                                   "--output_h5", "/data/generated/tiny-shakespeare.h5",
+                                   "--output_json", "/data/generated/tiny-shakespeare.json"]
+    env = make_docker("preprocess", tmp_path, f"INPUT={tmp_path / 'data' / 'poems' / 'mine.v2.txt'}")
+    assert env["CHARRNN_INPUT"] == "/data/poems/mine.v2.txt"
+    argv = preprocess_argv(env)
+    assert [flag(argv, f) for f in ("--input_txt", "--output_h5", "--output_json")] == [
+        "/data/poems/mine.v2.txt", "/data/generated/mine.v2.h5", "/data/generated/mine.v2.json"]
+
+
+def test_make_preprocess_docker_refuses_an_input_outside_the_data_directory(tmp_path: Path) -> None:
+    done = subprocess.run(["make", "-s", "-C", str(ROOT), "preprocess", "DOCKER=1", "COMPOSE=false",
+                           f"DATA_DIR={tmp_path / 'data'}", f"INPUT={tmp_path / 'elsewhere.txt'}"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert f"error: INPUT={tmp_path / 'elsewhere.txt'} is outside DATA_DIR={tmp_path / 'data'}" in done.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_compose import command
+from tests.test_compose import command, dockerfile_instructions
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = "tiny-shakespeare.txt"
@@ -42,12 +42,25 @@ def entrypoint() -> list[str]:
     return json.loads(lines[0].removeprefix("ENTRYPOINT "))
 
 
+def copied_from(path: str) -> Path:
+    """The repository file that the Dockerfile copies to ``path`` in the image."""
+    sources = [rest.split()[0] for op, rest in dockerfile_instructions()
+               if op == "COPY" and not rest.startswith("--from") and rest.split()[-1] == path]
+    assert len(sources) == 1, f"the Dockerfile should copy one file to {path}"
+    return ROOT / sources[0]
+
+
 def on_host(args: list[str], data: Path, scratch: Path) -> list[str]:
     """The container's argv as this machine runs it (a shell script's words one by one)."""
     out = []
     for arg in args:
         if " " in arg:  # a shell script: the entrypoint's, the train service's
             out.append(" ".join(on_host(arg.split(" "), data, scratch)))
+            continue
+        if arg == "/usr/local/bin/charrnn-entrypoint":  # the image's entrypoint script, with its /data here
+            script = scratch / "entrypoint.sh"
+            script.write_text(copied_from(arg).read_text().replace("/data", str(data)))
+            out += ["sh", str(script)]
             continue
         if arg == "python":
             arg = sys.executable

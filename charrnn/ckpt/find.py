@@ -152,8 +152,10 @@ def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any
 
 def newer_than_last(path: Path, ckpt: dict[str, Any], files: list[Path], preferred: set[Path], fitting: bool,
                     ) -> tuple[Path, dict[str, Any]]:
-    """``path`` (a ``last`` file), or a whole checkpoint written after it of a later step: a save that
-    failed (a full disk) after ``step=N.ckpt`` was written leaves ``last.ckpt`` behind it."""
+    """``path`` (a ``last`` file), or a whole checkpoint written after it of a later step. ``last.ckpt``
+    falls behind when a save of it fails (a full disk) after ``step=N.ckpt`` was written, or when a run
+    ends between a save of the best checkpoints and its next ``last.ckpt``; the StopCheckpoint file
+    falls behind when a run that resumed from it ended without a stop (killed, or crashed)."""
     if path not in preferred:
         return path, ckpt
     written = path.stat().st_mtime
@@ -167,8 +169,11 @@ def newer_than_last(path: Path, ckpt: dict[str, Any], files: list[Path], preferr
         except CheckpointError:
             continue
         if newer.get("global_step", -1) > ckpt.get("global_step", -1):
+            why = ("left by an earlier stop, before the run that wrote the newer one"
+                   if not path.name.startswith("last") else
+                   f"a run ended before it wrote {path.name} again, or that save failed")
             rank_zero_warn(f"--ckpt_path last: {path} (step {ckpt.get('global_step')}) is older than {other} "
-                           f"(step {newer.get('global_step')}), as after a save that failed: resuming from {other}")
+                           f"(step {newer.get('global_step')}): {why}. Resuming from {other}")
             return other, newer
     return path, ckpt
 

@@ -1,9 +1,10 @@
 """Writes a checkpoint when training is asked to stop (SIGTERM: ``kill PID``, ``docker stop``, a scheduler's
-preemption), and tells long steps that a stop was asked."""
+preemption; Ctrl-C in a terminal), and tells long steps that a stop was asked."""
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -16,7 +17,8 @@ from charrnn.lightning_private import ask_to_stop
 
 # The signals that ask a run to stop: training ends after the current step (or validation batch), saves
 # interrupted.ckpt and exits. Lightning itself listens for SIGTERM; the others are routed to the same request.
-STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM,)
+# A second Ctrl-C stops at once, without a checkpoint.
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
 
 
 def stop_asked(trainer: L.Trainer) -> bool:
@@ -67,7 +69,11 @@ class StopCheckpoint(L.Callback):
             earlier = signal.getsignal(signum)
 
             def handler(num: int, frame: FrameType | None, earlier: Any = earlier) -> None:
-                if callable(earlier) and earlier is not signal.default_int_handler:
+                if num == signal.SIGINT:
+                    signal.signal(num, earlier)  # the next Ctrl-C interrupts as usual
+                    print(f"\nCtrl-C: stopping after this step and saving {self.ckpt_path} (Ctrl-C again stops "
+                          "now, without it)", file=sys.stderr, flush=True)
+                elif callable(earlier) and earlier is not signal.default_int_handler:
                     earlier(num, frame)
                 ask_to_stop(trainer)
 
@@ -83,7 +89,7 @@ class StopCheckpoint(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_signals()
         if self._training and isinstance(exception, SIGTERMException) and self.ckpt_path is not None:
-            trainer.save_checkpoint(self.ckpt_path)
+            trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # explicit: Lightning logs its default
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._restore_signals()

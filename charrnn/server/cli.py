@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import signal
 import socket
 import sys
 from dataclasses import fields
+from types import FrameType
 
 import torch
 import uvicorn
 
+from charrnn import hints
 from charrnn.ckpt.load import CheckpointError
 from charrnn.devices import parse_device
 from charrnn.sampling import check_settings
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     info = model.describe()
     print(f"charrnn: {info['model_type']} {info['num_layers']}x{info['rnn_size']}, {info['vocab_size']} tokens, "
           f"{products}, from {args.ckpt}; "
-          f"writing page at http://{args.host}:{args.port}/write", file=sys.stderr, flush=True)
+          f"writing page at {hints.server_url(args.host, args.port)}/write", file=sys.stderr, flush=True)
     if model.origin is not None:
         print(f"charrnn: {model.origin['summary']}", file=sys.stderr, flush=True)
     if info["has_uppercase"] and rule.lowercase:
@@ -227,11 +230,24 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=math.ceil(limits.deadline) + 3,  # a backstop: Server.shutdown answers them first
     )
     server = Server(config, app.state.context.capacity, limits.deadline)
+    # uvicorn sends itself SIGTERM again once it has shut down cleanly: as an exception, not a kill (status
+    # 143), so that `docker stop` and `kill` end a good run with 0.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down cleanly
         return 130
+    except _Terminated:
+        return 0 if server.started else 1
     return 0 if server.started else 1
+
+
+class _Terminated(Exception):
+    """SIGTERM, as raised by ``_terminated``."""
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
 
 
 if __name__ == "__main__":
