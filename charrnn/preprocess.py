@@ -43,6 +43,7 @@ import numpy as np
 
 from charrnn.ckpt.atomic import fsync_dir, temp_name
 from charrnn.errors import UsageError
+from charrnn.files import check_readable
 from charrnn.units import CHUNK_BYTES, DecodeError, Piece, read_units
 from charrnn.vocab import Vocab, byte_token
 
@@ -255,9 +256,7 @@ def check_encoding(encoding: str) -> None:
 
 def check_paths(input_txt: Path, output_h5: Path, output_json: Path) -> None:
     """Fails before anything is written when a path is wrong."""
-    if not input_txt.is_file():
-        raise PreprocessError(f"--input_txt {input_txt} does not exist (or is not a file)")
-    if input_txt.stat().st_size == 0:
+    if check_readable(input_txt, "--input_txt", PreprocessError).st_size == 0:
         raise PreprocessError(f"--input_txt {input_txt} is empty; give a text file with at least 2 characters")
     for flag, out in (("--output_h5", output_h5), ("--output_json", output_json)):
         if out.exists() and not out.is_file():  # a rename over a directory fails; over /dev/null it replaces it

@@ -17,6 +17,8 @@ from typing import Literal
 
 import numpy as np
 
+from charrnn.files import check_readable
+
 UnknownPolicy = Literal["error", "drop"]
 _BYTE_TOKEN = re.compile(r"^\[(\d{3})\]$")
 
@@ -141,6 +143,7 @@ class Vocab:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
         path = Path(path)
+        check_readable(path, "vocabulary file")  # a pipe or device would hang the read
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
