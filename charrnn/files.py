@@ -73,3 +73,9 @@ def _stat_error(text: str, name: str, error: type[UsageError], e: OSError) -> Us
     if e.errno == errno.EACCES:
         return error(f"{name} {text} cannot be reached (permission denied)")
     return error(f"{name} {text} cannot be read: {e.strerror or e}")
+
+
+def empty_file(path: str | os.PathLike) -> str:
+    """Why a file reports 0 bytes, for a message: a /proc or /sys file always does (its size is not known)."""
+    real = os.path.realpath(path)
+    return "is a /proc or /sys file (the kernel's, not data)" if real.startswith(("/proc/", "/sys/")) else "is empty"

@@ -292,3 +292,42 @@ def test_a_prime_from_stdin_or_a_process_substitution_is_still_read(ckpt):
                            "--length", "5", "--seed", "1"], cwd=ROOT, input="All:\n", capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("All:\n"), proc.stderr[-2000:]
+
+
+# ---- found in the review: other flags, other odd files ---------------------------------------------------
+def test_a_huge_vocabulary_file_is_refused_without_reading_it(tmp_path):
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as f:
+        f.truncate(100 << 20)  # sparse: 100 MiB of zeros that take no disk
+    with pytest.raises(ValueError, match="vocabulary file .*huge.json is larger than 64 MiB"):
+        Vocab.load(huge)
+
+
+def test_a_proc_file_is_named_as_such(capsys):
+    assert sample_main(["--ckpt", "/proc/self/status"]) == 2
+    assert error_line(capsys) == ("error: --ckpt checkpoint /proc/self/status is a /proc or /sys file (the kernel's, "
+                                  "not data); give a checkpoint file")
+
+
+def test_preprocess_output_that_is_a_link_loop_is_one_line(work, capsys):
+    from charrnn.preprocess import main as preprocess_main
+
+    os.symlink("loop", work / "loop")
+    assert preprocess_main(["--input_txt", "tiny.txt", "--output_h5", "loop", "--output_json", "o.json"]) == 2
+    assert error_line(capsys) == "error: --output_h5 loop is a symbolic link loop; give a file name"
+
+
+def test_an_h5_that_is_a_pipe_is_named_as_such(work, capsys, fifo):
+    from charrnn.preprocess import main as preprocess_main
+
+    assert preprocess_main(["--input_txt", "tiny.txt", "--output_h5", "o.h5", "--output_json", "o.json"]) == 0
+    capsys.readouterr()
+    line = train_error(capsys, "--data.input_txt", "null", "--data.input_h5", str(fifo), "--data.input_json", "o.json")
+    assert f"--data.input_h5 {fifo} is a named pipe (FIFO)" in line
+
+
+def test_plot_says_a_file_is_not_a_log_directory(work, capsys):
+    from charrnn.plot import main as plot_main
+
+    assert plot_main(["tiny.txt"]) == 2
+    assert "log directory tiny.txt is not a directory" in error_line(capsys)

@@ -26,7 +26,7 @@ import torch
 
 from charrnn.ckpt import torch7, torch_rnn
 from charrnn.errors import UsageError
-from charrnn.files import check_readable
+from charrnn.files import check_readable, empty_file
 from charrnn.net import CharRNNNet
 from charrnn.net_spec import check_weights
 from charrnn.vocab import Vocab
@@ -52,6 +52,8 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
     """
     path = Path(path)
     if check_readable(path, "checkpoint", CheckpointError).st_size == 0:
+        if (why := empty_file(path)) != "is empty":
+            raise CheckpointError(f"checkpoint {path} {why}; give a checkpoint file")
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was not written completely")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
