@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from charrnn.errors import UsageError
+from charrnn.errors import MAX_PROCESSES, UsageError
 from charrnn.net_spec import architecture_problems, parameter_count
 from charrnn.preprocess import PreprocessError, check_encoding
 
@@ -36,6 +36,8 @@ def check_data_flags(input_txt: str | None, input_h5: str | None, input_json: st
                                ("num_workers", num_workers, 0)):
         if value < least:
             raise UsageError(f"--data.{flag} {value}: give a whole number ≥{least}")
+    if num_workers > MAX_PROCESSES:  # each is a process: a million would not start, they would hang the machine
+        raise UsageError(f"--data.num_workers {num_workers}: give at most {MAX_PROCESSES} (4 per CPU here)")
     try:
         check_encoding(encoding)
     except PreprocessError as e:

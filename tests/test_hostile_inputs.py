@@ -331,3 +331,13 @@ def test_plot_says_a_file_is_not_a_log_directory(work, capsys):
 
     assert plot_main(["tiny.txt"]) == 2
     assert "log directory tiny.txt is not a directory" in error_line(capsys)
+
+
+def test_a_huge_number_of_worker_processes_is_refused_before_any_starts(work, capsys):
+    from charrnn.errors import MAX_PROCESSES
+    from charrnn.server.options import Limits
+
+    with pytest.raises(ValueError, match=f"--workers.*out of range.*--workers ≤ {MAX_PROCESSES}"):
+        Limits(workers=10**6, max_pending=10**6, max_connections=10**6)
+    line = train_error(capsys, "--data.num_workers", str(10**6))
+    assert f"--data.num_workers 1000000: give at most {MAX_PROCESSES}" in line
