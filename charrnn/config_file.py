@@ -117,8 +117,12 @@ def check_config_text(text: str, name: str, groups: tuple[str, ...]) -> None:
         raise UsageError(f"{name} {e}") from None
     except RecursionError:
         raise UsageError(f"{name} is nested too deeply") from None
-    except yaml.YAMLError:
-        return  # a syntax error: jsonargparse names its line
+    except yaml.YAMLError as e:  # jsonargparse would print its usage and a message without the file's name
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        said = [getattr(e, "context", None), getattr(e, "problem", None)]
+        problem = ", ".join(str(x) for x in said if x) or str(e).splitlines()[0]
+        raise UsageError(f"{name} is not valid YAML: {problem}{where}") from None
     if not isinstance(value, dict):
         return
     sections = [(f"{sub}: ", value[sub]) for sub in SUBCOMMANDS if isinstance(value.get(sub), dict)]

@@ -238,6 +238,13 @@ def test_a_billion_laughs_config_is_refused_at_once(work):
     (b"seed_everything: 1\nseed_everything: 2\n", "--config bad.yaml has the key 'seed_everything' twice (line 2)"),
     (b"model:\n  rnn_size: 8\n  rnn_size: 16\n", "--config bad.yaml has the key 'rnn_size' twice (line 3)"),
     (b"a: &a [*a]\n", "--config bad.yaml has an alias inside the value it names"),
+    (b'model: !!python/object/apply:os.system ["echo pwned"]\n', "--config bad.yaml is not valid YAML: could not "
+     "determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system' (line 1, column 8)"),
+    (b"model: " + b"[" * 5000 + b"]" * 5000 + b"\n", "--config bad.yaml is not valid YAML: while increasing flow "
+     "level, exceeded maximum nesting depth"),
+    (b"---\nseed_everything: 1\n---\nseed_everything: 2\n", "--config bad.yaml is not valid YAML: expected a single "
+     "document in the stream, but found another document (line 3, column 1)"),
+    (b"model: {rnn_size: 8\n", "--config bad.yaml is not valid YAML"),
 ])
 def test_config_mistakes_are_one_line_naming_the_file(work, capsys, text, words):
     (work / "bad.yaml").write_bytes(text)
