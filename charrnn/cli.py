@@ -25,6 +25,7 @@ from charrnn.ckpt.atomic import NoSpaceError
 from charrnn.ckpt.load import CheckpointError, model_spec, origin
 from charrnn.ckpt.run_directory import RunDirectory
 from charrnn.ckpt.write import SafeCheckpointIO
+from charrnn.config_file import check_config_args
 from charrnn.data import CharDataModule
 from charrnn.errors import UsageError
 from charrnn.lightning_private import (
@@ -34,6 +35,7 @@ from charrnn.lightning_private import (
     version_left_to_lightning,
 )
 from charrnn.model import CharRNN
+from charrnn.train_flags import check_precision
 
 # The always-present callbacks, each a group of flags and a YAML section of its own.
 GROUPS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
@@ -70,7 +72,9 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         # Trainer knows its checkpoint directories (before_fit, ...).
         self._ckpt: dict[str, Any] | None = None
         path = self._subconfig().get("ckpt_path")
-        if path and path not in ("last", *find.SPECIAL):
+        find.refuse_special(path, self._subconfig().get("checkpoint"))
+        check_precision(self._subconfig().get("trainer"), self._subconfig().get("model"))
+        if path and path != "last":
             try:
                 self._ckpt = find.load_checked(path, fitting=self.config.get("subcommand") == "fit")
             except CheckpointError as e:
@@ -232,6 +236,7 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
     os.environ.setdefault("TQDM_MINITERS", "10")
     threading.excepthook, thread_hook = quiet_cannot_write(threading.excepthook), threading.excepthook
     try:
+        check_config_args(sys.argv[1:] if args is None else args, ("model", "data", "trainer", *GROUPS))
         return CharRNNCLI(
             CharRNN,
             CharDataModule,

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from charrnn.ckpt.stream_loader import ResumableLoader
 from charrnn.corpus import Corpus
-from charrnn.errors import MissingFileError, UsageError
+from charrnn.errors import UsageError
+from charrnn.files import check_readable
 from charrnn.lightning_private import batches_trained_this_epoch
 from charrnn.train_flags import check_data_flags, check_split_indices
 
@@ -166,8 +167,7 @@ class CharDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         self.corpus.prepare()
-        if not self.h5_path.is_file():
-            raise MissingFileError(f"--data.input_h5 {self.h5_path} does not exist")
+        check_readable(self.h5_path, "--data.input_h5")
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
         for name in needed:

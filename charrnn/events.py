@@ -17,7 +17,8 @@ class Point:
 
 def _load(logdir: str | os.PathLike) -> EventAccumulator:
     if not os.path.isdir(logdir):
-        raise FileNotFoundError(f"log directory {logdir} does not exist (expected lightning_logs/version_N)")
+        what = "is not a directory" if os.path.lexists(logdir) else "does not exist"
+        raise FileNotFoundError(f"log directory {logdir} {what} (expected lightning_logs/version_N)")
     acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     return acc

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from charrnn.ckpt import resume_state
 from charrnn.ckpt.load import CheckpointError, load_model
+from charrnn.errors import UsageError
 from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
 from charrnn.lightning_private import attached_trainer, logger_writes_this_step
 from charrnn.net import CharRNNNet, ModelType, State, detach_state, zero_some_rows
@@ -149,11 +150,11 @@ class CharRNN(L.LightningModule):
     def _check_graph_setup(self) -> None:
         trainer = self.trainer
         if trainer.world_size > 1:
-            raise ValueError(f"--model.cuda_graph true trains on one device; this run has {trainer.world_size}")
+            raise UsageError(f"--model.cuda_graph true trains on one device; this run has {trainer.world_size}")
         if trainer.precision != "32-true":
-            raise ValueError(f"--model.cuda_graph true needs --trainer.precision 32-true (not {trainer.precision})")
+            raise UsageError(f"--model.cuda_graph true needs --trainer.precision 32-true (not {trainer.precision})")
         if trainer.accumulate_grad_batches != 1:
-            raise ValueError("--model.cuda_graph true updates the weights every step: "
+            raise UsageError("--model.cuda_graph true updates the weights every step: "
                              "leave --trainer.accumulate_grad_batches at 1")
         if self.device.type != "cuda":
             rank_zero_warn(f"--model.cuda_graph true: the model is on {self.device.type}, so the step runs "

@@ -43,6 +43,7 @@ import numpy as np
 
 from charrnn.ckpt.atomic import fsync_dir, temp_name
 from charrnn.errors import UsageError
+from charrnn.files import check_readable, empty_file
 from charrnn.units import CHUNK_BYTES, DecodeError, Piece, read_units
 from charrnn.vocab import Vocab, byte_token
 
@@ -271,14 +272,17 @@ def check_encoding(encoding: str) -> None:
 
 def check_paths(input_txt: Path, output_h5: Path, output_json: Path) -> None:
     """Fails before anything is written when a path is wrong."""
-    if not input_txt.is_file():
-        raise PreprocessError(f"--input_txt {input_txt} does not exist (or is not a file)")
-    if input_txt.stat().st_size == 0:
-        raise PreprocessError(f"--input_txt {input_txt} is empty; give a text file with at least 2 characters")
+    if check_readable(input_txt, "--input_txt", PreprocessError).st_size == 0:
+        raise PreprocessError(f"--input_txt {input_txt} {empty_file(input_txt)}; give a text file with at least 2 "
+                              "characters")
     for flag, out in (("--output_h5", output_h5), ("--output_json", output_json)):
         if out.exists() and not out.is_file():  # a rename over a directory fails; over /dev/null it replaces it
             raise PreprocessError(f"{flag} {out} is a directory or a device, not a file; give a file name")
-        if out.resolve() == input_txt.resolve():
+        try:
+            same = out.resolve() == input_txt.resolve()
+        except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError for a symbolic link loop
+            raise PreprocessError(f"{flag} {out} is a symbolic link loop; give a file name") from None
+        if same:
             raise PreprocessError(f"{flag} {out} is the input file; choose another output path")
         if not out.parent.is_dir():
             raise PreprocessError(f"{flag} {out}: directory {out.parent} does not exist; create it first")

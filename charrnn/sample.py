@@ -14,11 +14,14 @@ import torch
 
 from charrnn.ckpt.load import CheckpointError, load_model, origin
 from charrnn.devices import parse_device
+from charrnn.errors import UsageError
+from charrnn.files import check_readable
 from charrnn.net import CharRNNNet
 from charrnn.sampling import SEED_MAX, SEED_MIN, check_settings, sample, sample_text
 from charrnn.vocab import Vocab
 
 MAX_START_FILE = 64 << 20  # bytes
+SAMPLES_PER_BATCH = 64  # --num_samples are generated (and printed) this many at a time
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,7 +36,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sample", type=int, choices=(0, 1), default=1, help="1 samples, 0 takes the argmax")
     p.add_argument("--top_k", type=int, help="sample among the k most likely characters")
     p.add_argument("--top_p", type=float, help="sample among the most likely characters holding probability p")
-    p.add_argument("--num_samples", type=int, default=1, help="samples generated together as one batch")
+    p.add_argument("--num_samples", type=int, default=1,
+                   help=f"samples to generate, {SAMPLES_PER_BATCH} at a time as one batch; each batch is printed "
+                        "when it is done")
     p.add_argument("--seed", type=int, help="makes the output repeatable")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--include_start", action=argparse.BooleanOptionalAction, default=True,
@@ -54,12 +59,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if args.start_text:
             p.error("give --start_text or --start_file, not both")
         try:
+            check_readable(args.start_file, "--start_file", streams_ok=True)  # /dev/stdin, <(command)
             with open(args.start_file, "rb") as f:  # bounded: /dev/zero or a runaway pipe must not fill memory
                 data = f.read(MAX_START_FILE + 1)
             if len(data) > MAX_START_FILE:
                 p.error(f"--start_file {args.start_file} is longer than {MAX_START_FILE >> 20} MiB; give a shorter "
                         "prime")
             args.start_text = data.decode("utf-8")
+        except UsageError as e:
+            p.error(str(e))
         except (OSError, UnicodeDecodeError) as e:
             p.error(f"--start_file {args.start_file}: {e}")
     return args
@@ -80,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return _write(args, net, vocab)
     except (MemoryError, torch.OutOfMemoryError):
         print(f"error: --num_samples {args.num_samples} with --length {args.length} needs more memory than "
-              f"{args.device} has; ask for fewer samples at once", file=sys.stderr)
+              f"{args.device} has ({min(args.num_samples, SAMPLES_PER_BATCH)} at once); ask for a shorter --length",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader stopped early (`| head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush is quiet too
@@ -99,8 +108,18 @@ def _write(args: argparse.Namespace, net: CharRNNNet, vocab: Vocab) -> int:
             out.flush()
         out.write("\n")
         return 0
-    for i, text in enumerate(sample_text(net, vocab, args.start_text, args.length, **settings)):
-        out.write(f"===== sample {i + 1} =====\n{args.start_text if args.include_start else ''}{text}\n")
+    # In batches of at most SAMPLES_PER_BATCH, each printed when done: a huge --num_samples streams
+    # instead of holding everything (and printing nothing) until the end.
+    device = next(net.parameters()).device
+    settings["generator"] = torch.Generator(device=device).manual_seed(args.seed) if args.seed is not None else None
+    del settings["seed"]
+    done = 0
+    while done < args.num_samples:
+        settings["num_samples"] = min(SAMPLES_PER_BATCH, args.num_samples - done)
+        for text in sample_text(net, vocab, args.start_text, args.length, **settings):
+            done += 1
+            out.write(f"===== sample {done} =====\n{args.start_text if args.include_start else ''}{text}\n")
+        out.flush()
     return 0
 
 

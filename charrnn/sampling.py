@@ -144,6 +144,7 @@ def sample(
     top_p: float | None = None,
     num_samples: int = 1,
     seed: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> Iterator[list[str]]:
     """Streams ``num_samples`` continuations of ``start_text``, as one batch: yields the new text
     of each sample after every step (an empty string while a byte-level model is mid-character).
@@ -151,13 +152,13 @@ def sample(
     Args:
         temperature: one for all samples or one per sample; 0 is argmax.
         seed: makes the text repeatable; None draws from torch's global generator.
+        generator: draws from this generator instead of ``seed`` (batches that continue one stream).
     """
     check_settings(temperature, top_k, top_p)
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()
-    generator = None
-    if seed is not None:
+    if generator is None and seed is not None:
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
     prime = torch.tensor([encode_prime(vocab, start_text)] * num_samples, dtype=torch.long, device=device)

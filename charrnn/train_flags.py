@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from charrnn.errors import UsageError
+from charrnn.errors import MAX_PROCESSES, UsageError
 from charrnn.net_spec import architecture_problems, parameter_count
 from charrnn.preprocess import PreprocessError, check_encoding
 
@@ -35,6 +36,8 @@ def check_data_flags(input_txt: str | None, input_h5: str | None, input_json: st
                                ("num_workers", num_workers, 0)):
         if value < least:
             raise UsageError(f"--data.{flag} {value}: give a whole number ≥{least}")
+    if num_workers > MAX_PROCESSES:  # each is a process: a million would not start, they would hang the machine
+        raise UsageError(f"--data.num_workers {num_workers}: give at most {MAX_PROCESSES} (4 per CPU here)")
     try:
         check_encoding(encoding)
     except PreprocessError as e:
@@ -88,3 +91,20 @@ def check_split_indices(indices: np.ndarray, vocab_size: int, what: str) -> None
         raise UsageError(f"{what} holds token indices {int(indices.min())}..{int(indices.max())}, but its "
                          f"vocabulary (--data.input_json) has {vocab_size} tokens: the .h5 and .json do not "
                          "belong together")
+
+
+FLOAT32 = (None, "32-true", "32", 32)  # the spellings of the Trainer's float32 precision (None: not given)
+
+
+def check_precision(trainer: Mapping[str, Any] | None, model: Mapping[str, Any] | None) -> None:
+    """Refuses a ``--trainer.precision`` this run cannot train with, before the Trainer is built: a
+    precision whose library is not installed (Transformer Engine), and any but float32 with
+    ``--model.cuda_graph`` (its captured step runs without autocast)."""
+    precision = (trainer or {}).get("precision")
+    if isinstance(precision, str) and precision.startswith("transformer-engine") and \
+            importlib.util.find_spec("transformer_engine") is None:
+        raise UsageError(f"--trainer.precision {precision} needs NVIDIA's Transformer Engine (the transformer_engine "
+                         "package), which is not installed, and brings nothing to an RNN; use bf16-mixed or 32-true")
+    if (model or {}).get("cuda_graph") and precision not in FLOAT32:
+        raise UsageError(f"--model.cuda_graph true needs --trainer.precision 32-true (not {precision}): the captured "
+                         "step runs in float32. Leave out one of the two")

@@ -17,7 +17,10 @@ from typing import Literal
 
 import numpy as np
 
+from charrnn.files import check_readable
+
 UnknownPolicy = Literal["error", "drop"]
+MAX_VOCAB_FILE = 64 << 20  # bytes
 _BYTE_TOKEN = re.compile(r"^\[(\d{3})\]$")
 
 
@@ -141,9 +144,14 @@ class Vocab:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
         path = Path(path)
+        check_readable(path, "vocabulary file")  # a pipe or device would hang the read
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
+            with open(path, "rb") as f:
+                raw = f.read(MAX_VOCAB_FILE + 1)  # bounded: a huge file given by mistake must not fill memory
+            if len(raw) > MAX_VOCAB_FILE:
+                raise ValueError(f"vocabulary file {path} is larger than {MAX_VOCAB_FILE >> 20} MiB; a vocabulary "
+                                 "JSON is a few kB (is it the corpus?)")
+            data = json.loads(raw.decode("utf-8"))
         except FileNotFoundError:
             raise FileNotFoundError(f"vocabulary file {path} does not exist") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -59,7 +59,7 @@ def test_top_k_1_equals_argmax(ckpt, capsys):
     (["--device", "meta"], "--device meta"),
     (["--length", "ten"], "--length"),
     (["--start_file", "/dev/zero"], "--start_file /dev/zero is longer than 64 MiB"),
-    (["--start_file", "/"], "--start_file /: [Errno 21] Is a directory"),
+    (["--start_file", "/"], "--start_file / is a directory; give a file"),
     (["--num_samples", "0"], "--num_samples"),
     (["--start_file", "/nonexistent/prime.txt"], "--start_file"),
 ])
@@ -74,12 +74,6 @@ def test_extreme_seeds_and_a_tiny_top_p_work(ckpt, capsys):
     assert greedy == run(capsys, "--ckpt", ckpt, "--top_p", "1e-60", "--start_text", "All", "--length", "30")
     for seed in (str(2**64 - 1), str(-(2**63))):
         assert len(run(capsys, "--ckpt", ckpt, "--seed", seed, "--length", "10", "--no-include_start")) == 11
-
-
-def test_too_many_samples_for_the_memory_is_one_line(ckpt, capsys):
-    assert main(["--ckpt", ckpt, "--num_samples", str(10**13), "--length", "5"]) == 2
-    assert capsys.readouterr().err.splitlines() == [
-        f"error: --num_samples {10**13} with --length 5 needs more memory than cpu has; ask for fewer samples at once"]
 
 
 def test_streams_characters_as_they_are_generated(ckpt, monkeypatch):

@@ -52,7 +52,7 @@ TRAIN_CASES = [
     (["--data.encoding", "utf-16"], "--data.input_txt tiny.txt is not valid utf-16"),
     (["--data.input_txt", "missing.txt"], "--data.input_txt missing.txt does not exist"),
     (["--data.input_txt", "."], "--data.input_txt . is a directory; give the corpus's text file"),
-    (["--data.input_txt", "fifo"], "--data.input_txt fifo does not exist (or is not a file)"),
+    (["--data.input_txt", "fifo"], "--data.input_txt fifo is a named pipe (FIFO), not a file"),
     (["--data.input_txt", "null", "--data.input_h5", "garbage.h5", "--data.input_json", "dup.json"],
      "--data.input_json: dup.json: vocabulary has duplicate tokens ('a' more than once)"),
     (["--data.vocab_from", "missing.json"], "--data.vocab_from: vocabulary file missing.json does not exist"),

@@ -34,11 +34,30 @@ FROM_OPTIMIZER_STATE = ("learning_rate", "weight_decay", "lr_schedule", "lr_deca
                         "warmup_steps", "min_lr_ratio", "init_from")
 # Read at every training step: a new value takes effect from the resumed step on.
 PER_STEP = ("state_reset_prob", "cuda_graph")
-SPECIAL = ("best", "hpc")  # resolved by Lightning itself
+SPECIAL = ("best", "hpc")  # Lightning's words, which a new command cannot use (refuse_special)
 
 
 class ResumeError(CheckpointError):
     """No usable checkpoint for ``--ckpt_path``; the message says what to do."""
+
+
+def refuse_special(ckpt_path: str | None, checkpoint: Mapping[str, Any] | None) -> None:
+    """Refuses an empty ``--ckpt_path`` and Lightning's ``best`` and ``hpc``, which a new command cannot use:
+    ``best`` is the best checkpoint of a fit earlier in the same process (a new command has had none),
+    ``hpc`` the checkpoint SLURM's auto-requeue writes (this project does not use it). Lightning would
+    fail on them with a traceback. ``checkpoint``: the checkpoint group's settings, to name the best files."""
+    if ckpt_path == "":
+        raise ResumeError("--ckpt_path is empty: give a checkpoint file, or last, or leave it out to start a new run")
+    if ckpt_path == "hpc":
+        raise ResumeError("--ckpt_path hpc names the checkpoint of SLURM's auto-requeue, which this project does not "
+                          "write; give a checkpoint file, or last")
+    if ckpt_path == "best":
+        directory = Path(str((checkpoint or {}).get("dirpath") or "checkpoints"))
+        found = sorted(str(p) for p in directory.glob("best*.ckpt")) if directory.is_dir() else []
+        there = f" ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''})" if found else ""
+        raise ResumeError("--ckpt_path best: Lightning's `best` is the best checkpoint of a fit run earlier in the "
+                          "same process, which a new command does not have; give the file itself: the "
+                          f"best_checkpoints group writes best-step=N-val_loss=X.ckpt into {directory}{there}")
 
 
 def checkpoint_files(trainer: L.Trainer) -> tuple[list[Path], set[Path]]:

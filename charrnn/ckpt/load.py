@@ -26,6 +26,7 @@ import torch
 
 from charrnn.ckpt import torch7, torch_rnn
 from charrnn.errors import UsageError
+from charrnn.files import check_readable, empty_file
 from charrnn.net import CharRNNNet
 from charrnn.net_spec import check_weights
 from charrnn.vocab import Vocab
@@ -50,29 +51,53 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
     holding code (a pickled object other than tensors and plain containers) is refused unexecuted.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if path.stat().st_size == 0:
+    if check_readable(path, "checkpoint", CheckpointError).st_size == 0:
+        if (why := empty_file(path)) != "is empty":
+            raise CheckpointError(f"checkpoint {path} {why}; give a checkpoint file")
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was not written completely")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"checkpoint {path} was refused: safe loading (weights_only) met something other "
-                              "than tensors and plain containers, so the file is damaged or holds code: "
-                              f"{str(e).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint {path} is damaged (truncated?) or not a PyTorch checkpoint: {first}"
+                              "than tensors and plain containers, so the file is damaged or holds code "
+                              f"({torch_reason(e)}); nothing in it was run. Use a checkpoint written by charrnn"
                               ) from None
+    except KeyError:  # the pickle reader met an opcode it does not know: the bytes are no pickle at all
+        raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)"
+                              ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is damaged (truncated?) or not a PyTorch checkpoint: "
+                              f"{torch_reason(e)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a checkpoint dictionary")
     return ckpt
 
 
+def torch_reason(e: BaseException) -> str:
+    """What torch's error ``e`` says about the file, without its advice to load it with ``weights_only=False``
+    (which would run any code the file holds) or to file an issue."""
+    advice = ("weights only load failed", "weights_only", "please file an issue", "check the documentation",
+              "arbitrary code", "trusted source")
+    lines = [line.strip() for line in str(e).splitlines()]
+    kept = [line for line in lines if line and not any(a in line.lower() for a in advice)]
+    return " ".join(kept).removeprefix("WeightsUnpickler error:").strip() or type(e).__name__
+
+
+def _check_exists(path: str | os.PathLike) -> None:
+    """Refuses a path no model can be read from (missing, a pipe, a device, ...) before anything opens it;
+    a directory passes (an export's)."""
+    check_readable(path, "checkpoint", CheckpointError, directory_ok=True)
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A charrnn training checkpoint, loaded safely (see :func:`load_checkpoint_file`), whose vocabulary,
     architecture and weights are checked to fit together (:func:`charrnn.net_spec.check_weights`)."""
-    if Path(path).is_file() and torch7.is_torch7(path):
+    _check_exists(path)
+    if (file := export_path(path)) is not None and file.is_file():
+        raise CheckpointError(f"checkpoint {path} is an export (weights only), not a training checkpoint: "
+                              "--ckpt_path needs a training checkpoint (.ckpt) to resume from; --model.init_from "
+                              f"takes an export, to start a new run from its weights")
+    if torch7.is_torch7(path):
         raise CheckpointError(f"checkpoint {path} is a torch-rnn checkpoint: it holds weights, not a Lightning "
                               "training state to resume; start a run from it with --model.init_from")
     ckpt = load_checkpoint_file(path, map_location)
@@ -146,8 +171,10 @@ def _export_metadata(file: Path) -> dict[str, str]:
     """The metadata of export ``file``, checked to hold what a charrnn export holds."""
     from safetensors import SafetensorError, safe_open
 
-    if not file.is_file():
-        raise CheckpointError(f"export {file} does not exist (write one with python -m charrnn.export)")
+    if file.parent.is_dir() and not file.exists() and file.name == EXPORT_WEIGHTS:
+        raise CheckpointError(f"checkpoint {file.parent} is a directory with no {EXPORT_WEIGHTS}: give a checkpoint "
+                              "file (.ckpt, .t7) or an export's directory (write one with python -m charrnn.export)")
+    check_readable(file, "export", CheckpointError)
     try:
         with safe_open(file, framework="pt") as f:
             meta = f.metadata() or {}
@@ -198,6 +225,7 @@ def load_torch7(path: str | os.PathLike) -> torch_rnn.TorchRNNModel:
 def origin(path: str | os.PathLike) -> dict[str, Any] | None:
     """What the training of a torch-rnn checkpoint recorded (iterations, last validation loss), for
     messages and the server's description (an export of one keeps it); None for any other model."""
+    _check_exists(path)
     if (file := export_path(path)) is not None:
         meta = _export_metadata(file)
         return json.loads(meta["origin"]) if "origin" in meta else None
@@ -210,6 +238,7 @@ def origin(path: str | os.PathLike) -> dict[str, Any] | None:
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CharRNNNet, Vocab]:
     """The network (in eval mode, on ``device``) and vocabulary of a training checkpoint, an export or a
     torch-rnn ``.t7``."""
+    _check_exists(path)
     if export_path(path) is not None:
         net, vocab = load_export(path)
         return net.to(device).eval(), vocab
@@ -228,6 +257,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 def model_spec(path: str | os.PathLike) -> tuple[dict[str, Any], Vocab]:
     """The architecture (the ``NET_ARGS`` it records) and vocabulary of a training checkpoint, an export or a
     torch-rnn ``.t7``."""
+    _check_exists(path)
     if (file := export_path(path)) is not None:
         meta = _export_metadata(file)
         return json.loads(meta["architecture"]), Vocab(json.loads(meta["vocab"]))

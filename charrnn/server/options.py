@@ -6,6 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from charrnn.errors import MAX_PROCESSES
 from charrnn.sampling import check_settings
 
 DEFAULT_TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -98,7 +99,7 @@ class Limits:
             "--max-n": self.max_n >= 1, "--default-n": 1 <= self.default_n <= self.max_n,
             "--max-start-text": self.max_start_text >= 1, "--prime-window": self.prime_window >= 1,
             "--max-length": self.max_length >= 1, "--deadline": 0 < self.deadline < math.inf,
-            "--workers": self.workers >= 1, "--max-pending": self.max_pending >= self.workers,
+            "--workers": 1 <= self.workers <= MAX_PROCESSES, "--max-pending": self.max_pending >= self.workers,
             "--max-request-bytes": self.max_request_bytes >= 16384,
             "--worker-grace": self.worker_grace > 0, "--read-timeout": self.read_timeout > 0,
             "--max-connections": self.max_connections >= self.max_pending,
@@ -106,5 +107,6 @@ class Limits:
         bad = [flag for flag, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"{', '.join(bad)}: out of range (see --help; --default-n ≤ --max-n, "
+                             f"--workers ≤ {MAX_PROCESSES}, "
                              "--max-pending ≥ --workers, --max-request-bytes ≥ 16384, "
                              "--max-connections ≥ --max-pending)")
