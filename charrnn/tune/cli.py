@@ -27,6 +27,7 @@ from charrnn.tune.study import open_storage, open_study, requeue, spent_s, stora
 
 CORPUS_ARGS = ("input_txt", "url", "input_h5", "input_json", "val_frac", "test_frac", "encoding", "vocab_from",
                "unknown")
+INTERRUPTED = "interrupted (Ctrl-C or kill); queued again"
 OVERRUN = 4  # a trial running longer than this many training budgets is stopped (and failed)
 
 
@@ -82,6 +83,13 @@ class Search:
 
     def objective(self, t: optuna.Trial) -> float:
         self.running = t.number
+        try:
+            return self._objective(t)
+        except KeyboardInterrupt:
+            t.set_user_attr("fail_reason", INTERRUPTED)
+            raise
+
+    def _objective(self, t: optuna.Trial) -> float:
         t.set_user_attr("worker", self.worker)
         flags = self.space.suggest(t)
         try:
@@ -212,7 +220,7 @@ def _main(args: argparse.Namespace, extra: list[str], argv: list[str] | None) ->
         search.run()
     except KeyboardInterrupt:
         if search.running is not None:
-            requeue(study, search.running, "interrupted (Ctrl-C or kill); queued again")
+            requeue(study, search.running, INTERRUPTED)
         report.write(study, out, command, args.train_budget)
         print(f"\nStopped; {report.clock(search.left_s())} of search left. Run the same command to go on.",
               file=sys.stderr)

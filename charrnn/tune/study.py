@@ -83,8 +83,8 @@ def requeue(study: optuna.Study, number: int, reason: str) -> bool:
     False if it was interrupted too often already."""
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     storage = study._storage  # noqa: SLF001 (Optuna's own way to change a trial it does not run)
-    storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)  # noqa: SLF001
-    if trial.state == TrialState.RUNNING:
+    if trial.state == TrialState.RUNNING:  # stopped outside the objective, which records the reason itself
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)  # noqa: SLF001
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # noqa: SLF001
     history = trial.system_attrs.get("retry_history", [])
     if len(history) >= RETRIES:
