@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="a database URL that several workers share (postgresql://user@host/db); "
                                      "default: the SQLite file OUT/study.db")
     p.add_argument("--worker", help="this worker's name, distinct per worker (default: the host name)")
-    p.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0), mixed with the worker's name")
     return p
 
 
@@ -199,7 +200,9 @@ def _main(args: argparse.Namespace, extra: list[str], argv: list[str] | None) ->
     base = resolved_config(args.config, extra)
     vocab_size = len(Corpus(**{k: base[f"data.{k}"] for k in CORPUS_ARGS}).vocab)
     url = storage_url(args.storage, out)
-    study, created = open_study(name, open_storage(url), space, args.seed)
+    worker = worker_name(args.worker)
+    # Each worker's sampler draws its own numbers: with one seed, workers would try the same settings.
+    study, created = open_study(name, open_storage(url), space, (args.seed + zlib.crc32(worker.encode())) % 2**32)
     if created:
         study.set_user_attr("train_budget_s", args.train_budget)
         first = space.fits(base)
@@ -209,7 +212,6 @@ def _main(args: argparse.Namespace, extra: list[str], argv: list[str] | None) ->
         raise UsageError(f"--study {name} was searched for a training budget of "
                          f"{report.clock(study.user_attrs.get('train_budget_s') or 0)}; give another --study "
                          f"for --train_budget {report.clock(args.train_budget)}")
-    worker = worker_name(args.worker)
     search = Search(args, extra, space, base, vocab_size, study, out, worker, command)
     done = len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
     print(f"Study {name} in {url.split('@')[-1]}: {done} trials finished; worker {worker} has "

@@ -10,13 +10,16 @@ after ``GRACE_S`` does the same for it. Optuna hands a queued trial to one worke
 from __future__ import annotations
 
 import logging
+import random
 import socket
+import time
 import warnings
 from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from charrnn.errors import UsageError
 from charrnn.tune.space import Space
@@ -34,18 +37,30 @@ def storage_url(storage: str | None, out: Path) -> str:
     return f"sqlite:///{(out / 'study.db').resolve()}"
 
 
-def open_storage(url: str) -> RDBStorage:
+def open_storage(url: str, attempts: int = 5) -> RDBStorage:
+    """The study's database, with heartbeats. Workers that start at once on a new database each create Optuna's
+    tables, and all but one fail (a duplicate table or type): those try again once the tables are there."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, TPE's group
-    try:
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
-                          engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
-    except (ImportError, ModuleNotFoundError) as e:
-        raise UsageError(f"--storage {url}: its database driver is missing ({e}); for PostgreSQL: "
-                         "pip install psycopg2-binary") from None
-    except Exception as e:  # sqlalchemy's errors: a wrong URL, a server that does not answer
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"--storage {url}: cannot open it: {first}") from None
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
+                              engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+        except ImportError:
+            raise UsageError(f"--storage {url}: its database driver is missing; for PostgreSQL: pip install "
+                             "'psycopg[binary]' (or name the driver you have: postgresql+psycopg2://...)") from None
+        except (IntegrityError, ProgrammingError, OperationalError) as e:
+            raced = isinstance(e, IntegrityError) or "already exists" in str(e) or "locked" in str(e)
+            if not raced or attempt == attempts - 1:
+                raise UsageError(f"--storage {url}: cannot open it: {_first_line(e)}") from None
+            time.sleep(1 + random.random())
+        except Exception as e:  # sqlalchemy's other errors: a wrong URL, a server that does not answer
+            raise UsageError(f"--storage {url}: cannot open it: {_first_line(e)}") from None
+    raise AssertionError("unreachable")
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def open_study(name: str, storage: RDBStorage, space: Space, seed: int | None) -> tuple[optuna.Study, bool]:
