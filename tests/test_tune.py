@@ -153,10 +153,21 @@ def test_a_failed_fit_is_told_in_one_line(code, log, reason):
     (["--space", "missing.yaml"], "--space missing.yaml does not exist"),
     (["--trials", "0"], "--trials 0: give a whole number"),
     (["--model.no_such_flag", "7"], "train.py fit refuses the configs and flags:"),
+    (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage postgresql://nobody@127.0.0.1:1/none: "
+                                                            "cannot open it"),
 ])
 def test_a_wrong_command_is_one_line_and_status_2(work, args, words):
     proc = subprocess.run([sys.executable, *tune_args(*args)], cwd=work, capture_output=True, text=True)
     assert proc.returncode == 2 and words in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_study_is_not_continued_with_another_training_budget(work):
+    (work / "out").mkdir()
+    optuna.create_study(study_name="t", storage=f"sqlite:///{work / 'out' / 'study.db'}").set_user_attr(
+        "train_budget_s", 300.0)
+    proc = subprocess.run([sys.executable, *tune_args()], cwd=work, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--study t was searched for a training budget of 5m00s; give another --study " \
+        "for --train_budget 0m01s" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_without_optuna_the_command_says_what_to_install(tmp_path):
