@@ -2,7 +2,7 @@
 
     python bench/tune.py                                            # tiny-shakespeare: 30 min of search, 5 of training
     python bench/tune.py --corpus data/linux.txt --train_budget 3m --search_budget 15m
-    python bench/tune.py --train_budget 45s --search_budget 6m --out bench-tune/short   # a short check
+    python bench/tune.py --train_budget 45s --search_budget 6m --out bench-tune/short --trainer.limit_val_batches 10
 
 Four steps, each a command a user runs, their output in ``OUT/log.txt``:
 
@@ -64,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--search_budget", default="30m")
     p.add_argument("--shipped", action="store_true", help="also train the config exactly as it is")
     p.add_argument("--out", type=Path, default=ROOT / "bench-tune")
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)  # other flags go to every train.py fit (and to the search's trials)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
-    data = ["--data.input_txt", args.corpus, "--data.url", "null"] if args.corpus else []
+    data = (["--data.input_txt", args.corpus, "--data.url", "null"] if args.corpus else []) + extra
     search = out / "search"
     tune = [sys.executable, "-m", "charrnn.tune", "--config", args.config, "--train_budget", args.train_budget,
             "--search_budget", args.search_budget, "--out", str(search), "--study", out.name, *data]

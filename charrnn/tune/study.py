@@ -66,7 +66,7 @@ def _first_line(e: Exception) -> str:
 def open_study(name: str, storage: RDBStorage, space: Space, seed: int | None) -> tuple[optuna.Study, bool]:
     """The study ``name`` in ``storage``, created if it is not there; True if this call created it (the one
     worker that queues the config's own settings as the first trial)."""
-    optuna.logging.set_verbosity(logging.WARNING)  # our own line per trial says more
+    optuna.logging.set_verbosity(logging.ERROR)  # our own line per trial says more, without tracebacks
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
     pruner = optuna.pruners.SuccessiveHalvingPruner(**{"min_resource": 2, "reduction_factor": 3, **space.pruner})
     try:
