@@ -241,3 +241,21 @@ def test_a_stopped_search_goes_on_from_its_finished_trials_and_its_overlay_train
     assert last["hyper_parameters"]["rnn_size"] == best.params["model.rnn_size"]
     report = (work / "out" / "report.md").read_text()
     assert "the config's own settings" in report and "interrupted" in report
+
+
+def test_a_trial_whose_worker_died_is_failed_and_queued_again_after_the_grace_period(tmp_path, monkeypatch):
+    """kill -9 of a worker: its trial stays RUNNING until the next worker finds its heartbeat stale."""
+    from charrnn.tune import study as study_module
+
+    monkeypatch.setattr(study_module, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(study_module, "GRACE_S", 1)
+    storage = study_module.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study, created = study_module.open_study("s", storage, load_space([]), seed=0)
+    assert created and not study_module.open_study("s", storage, load_space([]), seed=0)[1]
+    dead = study.ask({"model.rnn_size": optuna.distributions.CategoricalDistribution([128, 256])})
+    storage.record_heartbeat(dead._trial_id)  # its last heartbeat; then the worker is gone
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)  # what the next worker's optimize does first
+    trials = study.trials
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+    assert trials[1].params == trials[0].params and trials[1].system_attrs["failed_trial"] == 0
