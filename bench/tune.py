@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", help="another text file (--data.input_txt); default: the config's")
     p.add_argument("--train_budget", default="5m")
     p.add_argument("--search_budget", default="30m")
+    p.add_argument("--space", action="append", default=[], help="the tuner's --space files")
     p.add_argument("--shipped", action="store_true", help="also train the config exactly as it is")
     p.add_argument("--out", type=Path, default=ROOT / "bench-tune")
     args, extra = p.parse_known_args(argv)  # other flags go to every train.py fit (and to the search's trials)
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     data = (["--data.input_txt", args.corpus, "--data.url", "null"] if args.corpus else []) + extra
     search = out / "search"
     tune = [sys.executable, "-m", "charrnn.tune", "--config", args.config, "--train_budget", args.train_budget,
-            "--search_budget", args.search_budget, "--out", str(search), "--study", out.name, *data]
+            "--search_budget", args.search_budget, "--out", str(search), "--study", out.name, *data,
+            *[a for f in args.space for a in ("--space", f)]]
     figures: dict = {"machine": platform.processor() or platform.machine(), "command": " ".join(tune)}
     figures["search_seconds"] = round(run(tune, log), 1)
     tuned_yaml = search / "tuned.yaml"

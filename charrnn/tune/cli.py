@@ -164,9 +164,7 @@ class Search:
             self.running = None
             self.study.optimize(self.objective, n_trials=1, catch=(trial.TrialFailed,))
             if self.running is not None:
-                finished = self.study._storage.get_trial(  # noqa: SLF001
-                    self.study._storage.get_trial_id_from_study_id_trial_number(  # noqa: SLF001
-                        self.study._study_id, self.running))  # noqa: SLF001
+                finished = next(t for t in self.study.get_trials(deepcopy=False) if t.number == self.running)
                 print(report.line(finished, report.best_trial(self.study), self.left_s()), flush=True)
                 report.write(self.study, self.out, self.command, self.args.train_budget)
             self.running = None
