@@ -96,10 +96,10 @@ def test_steps_are_a_multiple_of_the_validations_and_scale_with_the_budget():
     assert budget.steps_for(1, 10.0, 8) == 8  # never fewer than one step per validation
     fast = budget.step_seconds({"model.model_type": "gru", "model.wordvec_size": 8, "model.rnn_size": 8,
                                 "model.num_layers": 1, "model.dropout": 0.0, "data.batch_size": 2,
-                                "data.seq_length": 4}, 10, rounds=2, steps=2)
+                                "data.seq_length": 4}, 10, seconds=0.2, rounds=2, steps=2)
     slow = budget.step_seconds({"model.model_type": "lstm", "model.wordvec_size": 64, "model.rnn_size": 256,
                                 "model.num_layers": 2, "model.dropout": 0.0, "data.batch_size": 64,
-                                "data.seq_length": 64}, 10, rounds=2, steps=2)
+                                "data.seq_length": 64}, 10, seconds=0.2, rounds=2, steps=2)
     assert 0 < fast < slow
 
 

@@ -4,11 +4,12 @@ its training step measured before it starts.
 A wall-clock limit (``--trainer.max_time``) would charge each trial for whatever else ran on the machine
 meanwhile: on a shared CPU a trial that happens to run beside another job trains half the steps and loses
 to a worse setting that ran alone. And a cosine schedule must know its length from the first step. So a
-trial trains ``max_steps`` steps, where ``max_steps`` is what its step time, measured as the fastest of
-several short timed runs (load only ever adds time, so the minimum is the machine's own speed), allows in
-the budget. The same count goes into the tuned overlay, so its training is reproducible step for step; on
-a quiet machine it takes about the budget (plus Lightning's per-step work and the validations, which the
-report shows as each trial's measured time).
+trial trains ``max_steps`` steps, where ``max_steps`` is what its step time allows in the budget, the step
+timed as the fastest of many short runs (load only ever adds time, so the minimum is the machine's own
+speed). A shape is timed again at each of its trials, and the fastest timing so far counts: a timing taken
+in a burst of load is corrected by the next. The same count goes into the tuned overlay, so its training
+is reproducible step for step; on a quiet machine it takes about the budget (plus Lightning's per-step
+work and the validations, which the report shows as each trial's measured time).
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ def shape_key(config: Mapping[str, Any]) -> str:
     return ",".join(f"{k.split('.')[-1]}={config.get(k)}" for k in SHAPE_KEYS)
 
 
-def step_seconds(config: Mapping[str, Any], vocab_size: int, rounds: int = 5, steps: int = 3) -> float:
+def step_seconds(config: Mapping[str, Any], vocab_size: int, seconds: float = 2.0, rounds: int = 3,
+                 steps: int = 3) -> float:
     """The fastest time of one training step (forward, backward, clipping, AdamW) of ``config``'s network and
-    batch on the CPU, after a warm-up: the best of ``rounds`` runs of ``steps`` steps."""
+    batch on the CPU, after a warm-up: the best of runs of ``steps`` steps, repeated for ``seconds`` (at least
+    ``rounds`` runs), so that a short step is timed many times and meets the machine's quiet moments."""
     net = CharRNNNet(vocab_size, config["model.model_type"], int(config["model.wordvec_size"]),
                      int(config["model.rnn_size"]), int(config["model.num_layers"]), float(config["model.dropout"]),
                      bool(config.get("model.layer_norm")), bool(config.get("model.tie_weights")))
@@ -69,12 +72,13 @@ def step_seconds(config: Mapping[str, Any], vocab_size: int, rounds: int = 5, st
         return detach_state(state)
 
     state = step(None)  # warm-up: first-call allocations and kernel choices
-    best = float("inf")
-    for _ in range(rounds):
+    best, until, done = float("inf"), time.perf_counter() + seconds, 0
+    while done < rounds or time.perf_counter() < until:
         start = time.perf_counter()
         for _ in range(steps):
             state = step(state)
         best = min(best, (time.perf_counter() - start) / steps)
+        done += 1
     return best
 
 

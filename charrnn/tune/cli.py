@@ -140,13 +140,14 @@ class Search:
         return steps
 
     def _step_seconds(self, config: dict[str, Any]) -> float:
-        """The step time of ``config``'s shape: measured once per study (on this worker's first trial of it)."""
+        """The step time of ``config``'s shape on this worker: timed now, and the fastest of this and its earlier
+        timings (kept in the study), so that one timed in a burst of load is not stuck with it."""
         key = f"step_s {self.worker} {budget.shape_key(config)}"
+        now = budget.step_seconds(config, self.vocab_size)
         known = self.study.user_attrs.get(key)
-        if known is None:
-            known = budget.step_seconds(config, self.vocab_size)
-            self.study.set_user_attr(key, known)
-        return float(known)
+        best = now if known is None else min(float(known), now)
+        self.study.set_user_attr(key, best)
+        return best
 
     def left_s(self) -> float:
         return self.args.search_budget - spent_s(self.study, self.worker)
