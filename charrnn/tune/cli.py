@@ -29,7 +29,8 @@ from charrnn.tune.study import open_storage, open_study, requeue, spent_s, stora
 CORPUS_ARGS = ("input_txt", "url", "input_h5", "input_json", "val_frac", "test_frac", "encoding", "vocab_from",
                "unknown")
 INTERRUPTED = "interrupted (Ctrl-C or kill); queued again"
-OVERRUN = 4  # a trial running longer than this many training budgets is stopped (and failed)
+# A trial running longer than this many training budgets, plus OVERRUN_S for its start, is stopped (and failed).
+OVERRUN, OVERRUN_S = 4, 300
 
 
 def duration(text: str) -> float:
@@ -108,7 +109,7 @@ class Search:
             return t.should_prune()
 
         try:
-            trial.run(cmd, root, on_validation, OVERRUN * self.args.train_budget + 60, outcome)
+            trial.run(cmd, root, on_validation, OVERRUN * self.args.train_budget + OVERRUN_S, outcome)
         except trial.Stopped as e:
             raise optuna.TrialPruned(str(e)) from None
         except trial.TrialFailed as e:
