@@ -51,7 +51,7 @@ def test_two_workers_share_one_study_and_run_each_trial_once(tmp_path: Path, pos
     trials = optuna.load_study(study_name=study, storage=postgres_url).trials
     try:
         states = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
-        for (out, err), code in ended:
+        for (_, err), code in ended:
             assert code == 0, (states, err[-3000:])
         assert sorted(t.number for t in trials) == [0, 1, 2, 3]
         assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials), [t.state.name for t in trials]
