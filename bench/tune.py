@@ -52,7 +52,7 @@ def trained(logdir: Path) -> dict:
     scalars = read_scalars(version)
     val = scalars["val/loss"]
     last = max(p.wall_time for series in scalars.values() for p in series)
-    return {"val_loss": min(p.value for p in val), "steps": max(p.step for p in val) + 1,
+    return {"val_loss": min(p.value for p in val), "last_val_step": max(p.step for p in val) + 1,
             "train_seconds": round(last - first_wall_time(version), 1), "curve": [(p.step + 1, p.value) for p in val]}
 
 
@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = {}
     overlay = ["--config", str(tuned_yaml)]
-    runs = {"tuned": overlay, "default, same budget": ["--trainer.max_steps", str(base["max_steps"])] if base else None,
+    same = (["--trainer.max_steps", str(base["max_steps"]), "--trainer.val_check_interval",
+             str(base["val_check_interval"]), "--trainer.check_val_every_n_epoch", "null"] if base else None)
+    runs = {"tuned": overlay, "default, same budget": same,
             "default as shipped": [] if args.shipped else None}
     for name, flags in runs.items():
         if flags is None:
@@ -98,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# Tuning benchmark: {args.corpus or args.config}", "",
              f"Search: `{figures['command']}` took {figures['search_seconds'] / 60:.1f} min; "
              f"{len(report['trials'])} trials.", "",
-             "| training | best val loss | steps | training time | wall time |", "|---|---|---|---|---|"]
+             "| training | best val loss | last validation at step | training time | wall time |",
+             "|---|---|---|---|---|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['val_loss']:.4f} | {r['steps']} | {r['train_seconds']:.0f} s | "
+        lines.append(f"| {name} | {r['val_loss']:.4f} | {r['last_val_step']} | {r['train_seconds']:.0f} s | "
                      f"{r['wall_seconds']:.0f} s |")
     lines += ["", "Tuned overlay:", "", "```yaml", tuned_yaml.read_text().rstrip(), "```"]
     (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -92,7 +92,8 @@ def _row(t: FrozenTrial) -> dict[str, Any]:
     a = t.user_attrs
     return {"number": t.number, "state": t.state.name, "val_loss": value(t), "seconds": round(seconds(t), 1),
             "worker": a.get("worker"), "flags": a.get("flags", t.params), "parameters": a.get("parameters"),
-            "max_steps": a.get("max_steps"), "seconds_per_step": a.get("seconds_per_step"),
+            "max_steps": a.get("max_steps"), "val_check_interval": a.get("val_check_interval"),
+            "seconds_per_step": a.get("seconds_per_step"),
             "chars_per_sec": a.get("chars_per_sec"), "baseline": bool(a.get("baseline")),
             "fail_reason": a.get("fail_reason") if t.state == TrialState.FAIL else None,
             "val_curve": a.get("val_curve", []), "retry_of": t.system_attrs.get("failed_trial")}
