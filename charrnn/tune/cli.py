@@ -229,8 +229,10 @@ def _main(args: argparse.Namespace, extra: list[str], argv: list[str] | None) ->
         return 130
     best = report.write(study, out, command, args.train_budget)
     if best is None:
-        print(f"No trial finished; see {out / 'report.md'}", file=sys.stderr)
-        return 1
+        states = [t.state for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        print(f"No trial completed yet ({states.count(TrialState.FAIL)} failed, {states.count(TrialState.PRUNED)} "
+              f"pruned), so no tuned.yaml; see {out / 'report.md'}", file=sys.stderr)
+        return 1 if all(s == TrialState.FAIL for s in states) else 0
     print(f"\nBest: trial {best.number}, val {best.value:.4f}: {report.settings(best.user_attrs['flags'])}\n"
           f"Overlay: {out / 'tuned.yaml'}; report: {out / 'report.md'}\n"
           f"Train with it:  python train.py fit {' '.join('--config ' + c for c in args.config)} "
