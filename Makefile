@@ -4,6 +4,7 @@
 #   make sample           print 500 characters from the last checkpoint
 #   make serve            the autocomplete server on http://127.0.0.1:8080
 #   make tensorboard      TensorBoard on http://127.0.0.1:6006
+#   make tune             search the settings of CONFIG for a TRAIN_BUDGET within SEARCH_BUDGET (docs/tuning.md)
 #   make preprocess       INPUT -> .h5/.json beside it (optional: training does it when needed)
 #   make build            install into $(VENV); with DOCKER=1 build the image
 #   make test             the test suite; with DOCKER=1 check every entry point inside the image
@@ -20,6 +21,10 @@ CKPT ?= checkpoints/shakespeare/last.ckpt
 INPUT ?= data/tiny-shakespeare.txt
 # More flags for train.py, e.g. ARGS="--trainer.max_steps 100"
 ARGS ?=
+# make tune: the training budget of the final model, the search's own budget, more flags (e.g. --space my.yaml)
+TRAIN_BUDGET ?= 5m
+SEARCH_BUDGET ?= 30m
+TUNE_ARGS ?=
 # make gpu-check: where its report goes, and more flags (e.g. GPU_CHECK_ARGS="--device cpu --quick")
 GPU_OUT ?= gpu-report
 GPU_CHECK_ARGS ?=
@@ -34,7 +39,7 @@ export DATA_DIR
 export CHARRNN_UID ?= $(shell id -u)
 export CHARRNN_GID ?= $(shell id -g)
 
-.PHONY: venv build preprocess train sample serve tensorboard test lint hadolint data-dir gpu-check
+.PHONY: venv build preprocess train sample serve tensorboard test lint hadolint data-dir gpu-check tune
 
 venv: $(VENV)/.installed
 
@@ -49,6 +54,10 @@ $(VENV)/.installed-serve: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[serve]"
 	touch $@
 
+$(VENV)/.installed-tune: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[tune]"
+	touch $@
+
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[serve,dev]"
 	touch $@
@@ -61,6 +70,10 @@ lint: $(VENV)/.installed-dev
 
 hadolint: $(BIN)/hadolint
 	$(BIN)/hadolint Dockerfile
+
+tune: $(VENV)/.installed-tune
+	$(BIN)/python -m charrnn.tune --config $(CONFIG) --train_budget $(TRAIN_BUDGET) \
+		--search_budget $(SEARCH_BUDGET) $(TUNE_ARGS) $(ARGS)
 
 # No venv: the GPU machine cannot install; it runs the Python it has, with the carried wheels on PYTHONPATH.
 gpu-check:
