@@ -97,8 +97,14 @@ def check_distinct_names(trainer: L.Trainer) -> None:
     Raises:
         UsageError: naming the directory, the file and the two settings.
     """
-    seen = {(Path(cb.dirpath).resolve(), cb.ckpt_path.name): "StopCheckpoint's file on SIGTERM"
-            for cb in trainer.callbacks if isinstance(cb, StopCheckpoint)}
+    seen: dict[tuple[Path, str], str] = {}
+    for cb in trainer.callbacks:
+        # A StopCheckpoint without a directory of its own uses the one the Trainer's ModelCheckpoint resolved.
+        directory = cb.dirpath if isinstance(cb, StopCheckpoint) else None
+        if isinstance(cb, StopCheckpoint) and directory is None and trainer.checkpoint_callback is not None:
+            directory = trainer.checkpoint_callback.dirpath
+        if directory is not None:
+            seen[Path(directory).resolve(), f"{cb.filename}.ckpt"] = "StopCheckpoint's file on SIGTERM"
     for cb in checkpoint_callbacks(trainer):
         if cb.dirpath is None:
             continue
