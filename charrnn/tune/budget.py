@@ -22,22 +22,33 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from charrnn.devices import cpu_bf16_feature
+from charrnn import precision
+from charrnn.kernel_choice import choose
 from charrnn.net import CharRNNNet, detach_state
 
 SHAPE_KEYS = ("model.model_type", "model.wordvec_size", "model.rnn_size", "model.num_layers",
               "model.layer_norm", "model.tie_weights", "data.batch_size", "data.seq_length", "trainer.precision")
 
 
-def precision_of(config: Mapping[str, Any]) -> str:
-    """The precision ``fit`` trains in, for a resolved config (flag -> value): its own, else bf16 where the
-    CPU multiplies bfloat16 natively (what train.py picks by itself), else 32-true."""
+def precision_of(config: Mapping[str, Any], vocab_size: int) -> str:
+    """The precision ``fit`` trains in, for a resolved config (flag -> value): its own, else on a CPU the
+    faster of ``32-true`` and ``bf16-mixed`` for this network, measured as ``fit`` measures it at start
+    (:mod:`charrnn.precision`), else 32-true."""
     given = config.get("trainer.precision")
     if given is not None:
         return str(given)
-    accelerator = config.get("trainer.accelerator")
-    on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
-    return "bf16-mixed" if on_cpu and cpu_bf16_feature() is not None else "32-true"
+    if not precision.runs_on_cpu({"accelerator": config.get("trainer.accelerator")}):
+        return "32-true"
+    seconds = precision.step_seconds(network(config, vocab_size), int(config["data.batch_size"]),
+                                     int(config["data.seq_length"]))
+    return choose(seconds, default="32-true").chosen
+
+
+def network(config: Mapping[str, Any], vocab_size: int) -> CharRNNNet:
+    """The trial's network, as ``fit`` would build it from ``config``."""
+    return CharRNNNet(vocab_size, config["model.model_type"], int(config["model.wordvec_size"]),
+                      int(config["model.rnn_size"]), int(config["model.num_layers"]), float(config["model.dropout"]),
+                      bool(config.get("model.layer_norm")), bool(config.get("model.tie_weights")))
 
 
 def shape_key(config: Mapping[str, Any]) -> str:
@@ -50,16 +61,14 @@ def step_seconds(config: Mapping[str, Any], vocab_size: int, seconds: float = 2.
     """The fastest time of one training step (forward, backward, clipping, AdamW) of ``config``'s network and
     batch on the CPU, after a warm-up: the best of runs of ``steps`` steps, repeated for ``seconds`` (at least
     ``rounds`` runs), so that a short step is timed many times and meets the machine's quiet moments."""
-    net = CharRNNNet(vocab_size, config["model.model_type"], int(config["model.wordvec_size"]),
-                     int(config["model.rnn_size"]), int(config["model.num_layers"]), float(config["model.dropout"]),
-                     bool(config.get("model.layer_norm")), bool(config.get("model.tie_weights")))
-    precision = str(config.get("trainer.precision") or "32-true")
-    mixed = "mixed" in precision
+    net = network(config, vocab_size)
+    given = str(config.get("trainer.precision") or "32-true")
+    mixed = "mixed" in given
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=not mixed)
     batch, length = int(config["data.batch_size"]), int(config["data.seq_length"])
     x = torch.randint(vocab_size, (batch, length))
     y = torch.randint(vocab_size, (batch, length))
-    cast = torch.autocast("cpu", dtype=torch.bfloat16) if precision.startswith("bf16") else nullcontext()
+    cast = torch.autocast("cpu", dtype=torch.bfloat16) if given.startswith("bf16") else nullcontext()
 
     def step(state: Any) -> Any:
         with cast:

@@ -124,10 +124,10 @@ class Search:
         """Checks the trial's network as train.py would, times its step and records what it will train: its
         number of steps."""
         config = {**self.base, **flags}
-        config["trainer.precision"] = budget.precision_of(config)
         hp = {k.removeprefix("model."): v for k, v in config.items() if k.startswith("model.")}
         try:
             check_model_flags(hp, self.vocab_size)
+            config["trainer.precision"] = budget.precision_of(config, self.vocab_size)
             step_s = self._step_seconds(config)
         except UsageError as e:
             raise trial.TrialFailed(f"error: {e}") from None
