@@ -123,7 +123,9 @@ def test_a_client_that_disconnects_frees_its_rows_at_once(server):
 
 
 def test_beyond_every_connection_the_answer_is_the_json_503(ckpt):
-    flags = ("--workers", "1", "--max-pending", "2", "--max-connections", "2", "--deadline", "3",
+    # Each long request holds its connection until --deadline: long enough that the two overlap on a busy
+    # machine (at 3 s they once did not, in CI).
+    flags = ("--workers", "1", "--max-pending", "2", "--max-connections", "2", "--deadline", "10",
              "--max-length", "1000000")
     with running_server(ckpt, *flags) as url:
         replies: list[httpx.Response] = []
