@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from charrnn.preprocess import main, preprocess
+from charrnn.preprocess import PreprocessSettings, main, preprocess
 from charrnn.vocab import Vocab
 
 
@@ -91,12 +91,13 @@ def test_reused_vocabulary_and_bytes_encoding_across_chunk_kinds(tmp_path, monke
     vocab = preprocess_vocab(tmp_path, "abc é\n")
     src = tmp_path / "new.txt"
     src.write_text("abXc a\n" * 5 + "éZé\n" + "cab\n" * 5, encoding="utf-8")
-    preprocess(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab, quiet=True)
+    preprocess(PreprocessSettings(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab, quiet=True))
     assert vocab.decode(read_h5(tmp_path / "n.h5")["train"].astype(int) - 1) == \
         "abc a\n" * 5 + "éé\n" + "cab\n" * 5
     raw = b"ab\n" * 4 + "é".encode() + bytes(range(256))
     src.write_bytes(raw)
-    bytes_vocab = preprocess(src, tmp_path / "b.h5", tmp_path / "b.json", 0, 0, encoding="bytes", quiet=True)
+    bytes_vocab = preprocess(PreprocessSettings(src, tmp_path / "b.h5", tmp_path / "b.json", 0, 0, encoding="bytes",
+                                                quiet=True))
     assert bytes_vocab.tokens[:4] == ["a", "b", "\n", "[195]"]
     assert bytes_vocab.decode_bytes(read_h5(tmp_path / "b.h5")["train"].astype(int) - 1) == raw
 
@@ -199,24 +200,25 @@ def test_reuse_a_vocabulary_drops_unknown_characters(tmp_path, capsys):
     vocab = preprocess_vocab(tmp_path, "abc \n")
     src = tmp_path / "new.txt"
     src.write_text("abcXa bé\n")
-    out = preprocess(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab)
+    out = preprocess(PreprocessSettings(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab))
     assert out == vocab
     assert "'X'×1" in capsys.readouterr().out
     assert vocab.decode(read_h5(tmp_path / "n.h5")["train"].astype(int) - 1) == "abca b\n"
     with pytest.raises(ValueError, match="--unknown drop"):
-        preprocess(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab, unknown="error")
+        preprocess(PreprocessSettings(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab,
+                                      unknown="error"))
 
 
 def preprocess_vocab(tmp_path: Path, text: str) -> Vocab:
     src = tmp_path / "vocab-source.txt"
     src.write_text(text)
-    return preprocess(src, tmp_path / "v.h5", tmp_path / "v.json", 0, 0, quiet=True)
+    return preprocess(PreprocessSettings(src, tmp_path / "v.h5", tmp_path / "v.json", 0, 0, quiet=True))
 
 
 def test_prints_sizes_like_torch_rnn(tmp_path, capsys):
     src = tmp_path / "in.txt"
     src.write_text("abcdefghij" * 10)
-    preprocess(src, tmp_path / "o.h5", tmp_path / "o.json")
+    preprocess(PreprocessSettings(src, tmp_path / "o.h5", tmp_path / "o.json"))
     out = capsys.readouterr().out
     for line in ("Total vocabulary size: 10", "Total tokens in file: 100", "  Training size: 80",
                  "  Val size: 10", "  Test size: 10", "Using dtype uint8"):
@@ -257,19 +259,19 @@ def straddling(size: int, parts: int, chars: str) -> bytes:
 @pytest.fixture
 def part_log(monkeypatch) -> list[list[tuple[int, int]]]:
     """Cuts files into parts of any size, reads them 5 bytes at a time, and records each run's parts."""
-    import charrnn.preprocess as module
+    from charrnn.preprocess import parts, run
 
-    monkeypatch.setattr(module, "MIN_PART_BYTES", 1)
-    monkeypatch.setattr(module, "may_fork", lambda: True)  # whatever threads earlier tests left running
+    monkeypatch.setattr(parts, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(parts, "may_fork", lambda: True)  # whatever threads earlier tests left running
     monkeypatch.setattr("charrnn.units.CHUNK_BYTES", 5)
     log: list[list[tuple[int, int]]] = []
-    real = module.split_file
+    real = parts.split_file
 
     def logged(*args) -> list[tuple[int, int]]:
         log.append(real(*args))
         return log[-1]
 
-    monkeypatch.setattr(module, "split_file", logged)
+    monkeypatch.setattr(run, "split_file", logged)
     return log
 
 
@@ -300,7 +302,7 @@ def assert_same_for_any_workers(tmp_path, capsys, part_log, data: bytes, *args: 
 
 @pytest.mark.parametrize("width", [2, 3, 4])
 def test_parts_start_on_character_boundaries(tmp_path, width):
-    from charrnn.preprocess import split_file
+    from charrnn.preprocess.parts import split_file
 
     char = {2: "é", 3: "€", 4: "😀"}[width]
     for into in range(width):  # the middle of the file falls this many bytes into the character
@@ -334,7 +336,7 @@ def test_bytes_encoding_in_parts(tmp_path, capsys, part_log):
 def test_reused_vocabulary_in_parts_drops_the_same_characters(tmp_path, capsys, part_log):
     vocab_src = tmp_path / "vocab.txt"
     vocab_src.write_bytes(SENTENCE + "é€".encode())
-    preprocess(vocab_src, tmp_path / "v.h5", tmp_path / "v.json", quiet=True)
+    preprocess(PreprocessSettings(vocab_src, tmp_path / "v.h5", tmp_path / "v.json", quiet=True))
     data = straddling(700, 4, "é€😀ж") + "XYZ ж 😀".encode()  # 😀, ж, X, Y, Z are unknown
     assert_same_for_any_workers(tmp_path, capsys, part_log, data, "--vocab", str(tmp_path / "v.json"))
     report = outputs(tmp_path, capsys, data, 5, "--vocab", str(tmp_path / "v.json"))[2]
@@ -383,9 +385,9 @@ def test_workers_must_be_positive(tmp_path, capsys):
 def test_a_process_running_threads_does_not_fork(tmp_path, monkeypatch):
     import threading
 
-    from charrnn.preprocess import part_count
+    from charrnn.preprocess.parts import part_count
 
-    monkeypatch.setattr("charrnn.preprocess.MIN_PART_BYTES", 1)
+    monkeypatch.setattr("charrnn.preprocess.parts.MIN_PART_BYTES", 1)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
