@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from charrnn.ckpt.atomic import atomic_write, temp_name
 from charrnn.preprocess import PreprocessSettings, main, preprocess
 from charrnn.vocab import Vocab
 
@@ -196,17 +198,42 @@ def test_failed_run_keeps_the_previous_pair(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.h5", "out.json"]  # no temp files left
 
 
-def test_reuse_a_vocabulary_drops_unknown_characters(tmp_path, capsys):
+def test_reuse_a_vocabulary_leaves_out_unknown_characters_without_swapping_their_case(tmp_path, capsys):
     vocab = preprocess_vocab(tmp_path, "abc \n")
     src = tmp_path / "new.txt"
-    src.write_text("abcXa bé\n")
+    src.write_text("abcXAa bé\n")
     out = preprocess(PreprocessSettings(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab))
     assert out == vocab
-    assert "'X'×1" in capsys.readouterr().out
+    assert "3 characters of --input_txt" in (report := capsys.readouterr().out)
+    assert "'X'×1, 'A'×1, 'é'×1 (left out)" in report  # "A" is left out, not swapped to "a" as a prime's would be
     assert vocab.decode(read_h5(tmp_path / "n.h5")["train"].astype(int) - 1) == "abca b\n"
     with pytest.raises(ValueError, match="--unknown drop"):
         preprocess(PreprocessSettings(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab,
                                       unknown="error"))
+
+
+def test_the_json_records_the_sha256_of_the_whole_file(tmp_path):
+    data = np.random.default_rng(0).integers(32, 127, size=(1 << 20) + 7, dtype=np.uint8).tobytes()  # several blocks
+    code, _, js = run(tmp_path, data)
+    assert code == 0
+    assert json.loads(js.read_text())["charrnn"]["source_sha256"] == hashlib.sha256(data).hexdigest()
+    code, _, js = run(tmp_path, "abc")
+    assert json.loads(js.read_text())["charrnn"]["source_sha256"] == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")  # FIPS 180-2's example
+
+
+def test_atomic_write_names_the_staged_file_for_writers_that_write_it_by_name(tmp_path):
+    target = tmp_path / "x.h5"
+    target.write_bytes(b"old")
+
+    def write(file) -> None:
+        assert Path(file.name) == temp_name(target) and target.read_bytes() == b"old"
+        with h5py.File(file.name, "w") as f:
+            f["x"] = np.arange(3)
+
+    atomic_write(target, write)
+    assert read_h5(target)["x"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["x.h5"]
 
 
 def preprocess_vocab(tmp_path: Path, text: str) -> Vocab:
