@@ -18,8 +18,7 @@ stays flat; a large file is read by several processes side by side, and the outp
 
 from charrnn.preprocess.cli import main
 from charrnn.preprocess.run import preprocess
-from charrnn.preprocess.settings import PreprocessError, PreprocessSettings, UnknownPolicy, check_encoding
+from charrnn.preprocess.settings import PreprocessError, PreprocessSettings, check_encoding
 from charrnn.preprocess.unknown import UnknownReport
 
-__all__ = ["PreprocessError", "PreprocessSettings", "UnknownPolicy", "UnknownReport", "check_encoding", "main",
-           "preprocess"]
+__all__ = ["PreprocessError", "PreprocessSettings", "UnknownReport", "check_encoding", "main", "preprocess"]

@@ -129,7 +129,7 @@ def _first_stop(text: str, new: int, stop: tuple[str, ...]) -> int | None:
 
 
 class Continuations(Job):
-    """``n`` continuations of ``prime`` (already fitted to the vocabulary): ``POST /v1/generate``.
+    """``n`` continuations of ``prime`` (already through :meth:`Vocab.swap_case_or_leave_out`): ``POST /v1/generate``.
 
     Each ends after ``length`` steps, before its first ``stop`` sequence, or at the deadline.
     """
