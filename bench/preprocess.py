@@ -30,11 +30,11 @@ CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 import h5py, numpy
-from charrnn.preprocess import preprocess
+from charrnn.preprocess import PreprocessSettings, preprocess
 from bench.preprocess import per_character_loop
 t = time.perf_counter()
 if sys.argv[2] == "charrnn":
-    preprocess(sys.argv[3], sys.argv[4], sys.argv[5], quiet=True)
+    preprocess(PreprocessSettings(sys.argv[3], sys.argv[4], sys.argv[5], quiet=True))
 else:
     per_character_loop(sys.argv[3], sys.argv[4], sys.argv[5])
 seconds = time.perf_counter() - t

@@ -61,7 +61,7 @@ def main() -> None:
     print(f"CPU: {cpu_description()}")
     net, vocab = load_model(args.ckpt)
     text = Path(args.corpus).read_text(encoding="utf-8")
-    ids = torch.tensor(vocab.encode(text[int(len(text) * 0.9):][: args.chars], unknown="drop"))
+    ids = torch.tensor(vocab.encode(vocab.swap_case_or_leave_out(text[int(len(text) * 0.9):][: args.chars])[0]))
     steppers = {"float": Stepper(net), "int8": Stepper(net, int8=True)}
     print(f"loss on {len(ids):,} characters of the last 10% (20 streams), nats/char:")
     for name, step in steppers.items():

@@ -15,7 +15,8 @@ from typing import Literal
 from charrnn.ckpt.atomic import atomic_write
 from charrnn.ckpt.load import load_vocab
 from charrnn.errors import MissingFileError, UsageError
-from charrnn.preprocess import PreprocessError, UnknownReport, made_with, preprocess, scan_sha256, vocab_digest
+from charrnn.preprocess import PreprocessError, PreprocessSettings, UnknownReport, preprocess
+from charrnn.preprocess.record import file_sha256, made_with, vocab_digest
 from charrnn.train_flags import as_data_flags
 from charrnn.vocab import Vocab
 
@@ -97,7 +98,7 @@ class Corpus:
         message = report.message(counts, self.encoding, int(unknown["count"]))
         if self.unknown == "error":
             raise UsageError(f"{message}; pass {report.flag} drop to leave them out")
-        self.warn(f"{message} {report.dropped}")
+        self.warn(f"{message} {report.left_out}")
 
     def prepare(self) -> None:
         """Downloads and preprocesses as needed; safe to call again (and from several processes)."""
@@ -123,11 +124,11 @@ class Corpus:
             return
         if not self.input_txt.exists():
             self._download()
-        if (made is None or self._changed(made) or made.get("source_sha256") != scan_sha256(self.input_txt)
+        if (made is None or self._changed(made) or made.get("source_sha256") != file_sha256(self.input_txt)
                 or (self.unknown == "error" and (made.get("unknown") or {}).get("count"))):
             self.info(f"Preprocessing {self.input_txt} -> {self.h5_path}, {self.json_path}")
-            preprocess(self.input_txt, self.h5_path, self.json_path, self.val_frac, self.test_frac,
-                       self.encoding, vocab=self.fixed_vocab, unknown=self.unknown, quiet=True,
+            preprocess(PreprocessSettings(self.input_txt, self.h5_path, self.json_path, self.val_frac, self.test_frac,
+                                          self.encoding, vocab=self.fixed_vocab, unknown=self.unknown, quiet=True),
                        unknown_report=self._report())
         else:
             self._check_unknown(made)

@@ -123,8 +123,9 @@ class CharDataModule(L.LightningDataModule):
         vocab_from: encode the corpus with the vocabulary of this checkpoint, export or vocabulary
             JSON instead of its own (fine-tuning; the CLI sets it to ``--model.init_from``). The
             .h5/.json then get a suffix naming that vocabulary, so the corpus's own files stay.
-        unknown: with ``vocab_from``, characters outside that vocabulary are left out and reported
-            with counts (``drop``), or the corpus is refused (``error``).
+        unknown: with ``vocab_from``, the corpus's characters outside that vocabulary are left out of
+            the encoded text and reported with counts (``drop``; their case is not swapped, as a prime's
+            is), or the corpus is refused (``error``).
     """
 
     def __init__(

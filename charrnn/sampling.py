@@ -125,13 +125,13 @@ class TokenText:
 def encode_prime(vocab: Vocab, start_text: str) -> list[int]:
     """The prime as indices; characters outside the vocabulary are replaced by their other-case form
     when the vocabulary has it, and left out otherwise, with a warning naming them."""
-    fitted = vocab.fit(start_text)[0]
+    kept = vocab.swap_case_or_leave_out(start_text)[0]
     changed = vocab.unknown(start_text)
     if changed:
         shown = ", ".join(f"{u!r}×{n}" for u, n in changed.most_common(10))
         warnings.warn(f"start text has characters outside the model's vocabulary: {shown}; "
                       "replaced by their other case where known, otherwise left out", stacklevel=3)
-    return vocab.encode(fitted)
+    return vocab.encode(kept)
 
 
 def sample(

@@ -13,13 +13,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from charrnn.files import check_readable
 
-UnknownPolicy = Literal["error", "drop"]
 MAX_VOCAB_FILE = 64 << 20  # bytes
 _BYTE_TOKEN = re.compile(r"^\[(\d{3})\]$")
 
@@ -73,31 +71,24 @@ class Vocab:
         """Counts of the characters (or bytes) of ``text`` that are not in the vocabulary."""
         return Counter(u for u in self._units(text) if u not in self.index)
 
-    def fit(self, text: str) -> tuple[str, Counter[str]]:
-        """The unknown-character policy: ``text`` with each character the vocabulary lacks replaced
-        by its other case when that is known (``"Q"`` for a lowercase model becomes ``"q"``) and left
-        out otherwise; and the counts of the characters left out."""
+    def swap_case_or_leave_out(self, text: str) -> tuple[str, Counter[str]]:
+        """A prime's policy for characters the vocabulary lacks: ``text`` with each of them replaced by its
+        other case when that is known (``"Q"`` for a lowercase model becomes ``"q"``) and left out otherwise;
+        and the counts of the characters left out. (A corpus's, ``--unknown drop``, only leaves them out.)"""
         kept: list[str] = []
-        dropped: Counter[str] = Counter()
+        left_out: Counter[str] = Counter()
         for ch in text:
             if not self.unknown(ch):
                 kept.append(ch)
             elif not self.unknown(ch.swapcase()):
                 kept.append(ch.swapcase())
             else:
-                dropped[ch] += 1
-        return "".join(kept), dropped
+                left_out[ch] += 1
+        return "".join(kept), left_out
 
-    def encode(self, text: str, unknown: UnknownPolicy = "error") -> list[int]:
-        """0-based indices of ``text``.
-
-        Args:
-            text: the text to encode.
-            unknown: ``"error"`` raises on a character outside the vocabulary; ``"drop"`` applies
-                :meth:`fit` first.
-        """
-        if unknown == "drop":
-            text = self.fit(text)[0]
+    def encode(self, text: str) -> list[int]:
+        """0-based indices of ``text``; a character outside the vocabulary raises KeyError (a prime goes
+        through :meth:`swap_case_or_leave_out` first)."""
         try:
             return [self.index[u] for u in self._units(text)]
         except KeyError as e:

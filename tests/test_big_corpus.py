@@ -9,13 +9,13 @@ import pickle
 import numpy as np
 
 from charrnn.data import SplitArray
-from charrnn.preprocess import preprocess
+from charrnn.preprocess import PreprocessSettings, preprocess
 from tests.test_ddp import SEQ, launch_ok, record, train_args
 
 
 def test_a_split_is_memory_mapped_and_pickles_without_its_data(tiny_corpus):
     h5, js = tiny_corpus.with_suffix(".h5"), tiny_corpus.with_suffix(".json")
-    preprocess(tiny_corpus, h5, js, quiet=True)
+    preprocess(PreprocessSettings(tiny_corpus, h5, js, quiet=True))
     split = SplitArray(h5, "train")
     assert isinstance(split.array, np.memmap)
     sent = pickle.dumps(split)  # what a DataLoader worker receives

@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 from charrnn.ckpt.load import CheckpointError, load_model
 from charrnn.export import main
-from charrnn.preprocess import preprocess
+from charrnn.preprocess import PreprocessSettings, preprocess
 from charrnn.vocab import Vocab
 from tests.helpers import ROOT
 from tests.resume_support import fit_in, make_work
@@ -83,8 +83,8 @@ def test_half_precision_export(ckpt, tmp_path):
 def test_the_vocabulary_json_preprocesses_a_new_corpus(exported, tmp_path):
     text = tmp_path / "new.txt"
     text.write_text("the king speaks\n" * 20)
-    vocab = preprocess(text, tmp_path / "new.h5", tmp_path / "new.json", vocab=Vocab.load(exported / "vocab.json"),
-                       quiet=True)
+    vocab = preprocess(PreprocessSettings(text, tmp_path / "new.h5", tmp_path / "new.json",
+                                          vocab=Vocab.load(exported / "vocab.json"), quiet=True))
     assert vocab == Vocab.load(exported / "vocab.json")
 
 

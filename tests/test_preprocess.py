@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from charrnn.preprocess import main, preprocess
+from charrnn.ckpt.atomic import atomic_write, temp_name
+from charrnn.preprocess import PreprocessSettings, main, preprocess
 from charrnn.vocab import Vocab
 
 
@@ -91,12 +93,13 @@ def test_reused_vocabulary_and_bytes_encoding_across_chunk_kinds(tmp_path, monke
     vocab = preprocess_vocab(tmp_path, "abc é\n")
     src = tmp_path / "new.txt"
     src.write_text("abXc a\n" * 5 + "éZé\n" + "cab\n" * 5, encoding="utf-8")
-    preprocess(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab, quiet=True)
+    preprocess(PreprocessSettings(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab, quiet=True))
     assert vocab.decode(read_h5(tmp_path / "n.h5")["train"].astype(int) - 1) == \
         "abc a\n" * 5 + "éé\n" + "cab\n" * 5
     raw = b"ab\n" * 4 + "é".encode() + bytes(range(256))
     src.write_bytes(raw)
-    bytes_vocab = preprocess(src, tmp_path / "b.h5", tmp_path / "b.json", 0, 0, encoding="bytes", quiet=True)
+    bytes_vocab = preprocess(PreprocessSettings(src, tmp_path / "b.h5", tmp_path / "b.json", 0, 0, encoding="bytes",
+                                                quiet=True))
     assert bytes_vocab.tokens[:4] == ["a", "b", "\n", "[195]"]
     assert bytes_vocab.decode_bytes(read_h5(tmp_path / "b.h5")["train"].astype(int) - 1) == raw
 
@@ -195,28 +198,54 @@ def test_failed_run_keeps_the_previous_pair(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.h5", "out.json"]  # no temp files left
 
 
-def test_reuse_a_vocabulary_drops_unknown_characters(tmp_path, capsys):
+def test_reuse_a_vocabulary_leaves_out_unknown_characters_without_swapping_their_case(tmp_path, capsys):
     vocab = preprocess_vocab(tmp_path, "abc \n")
     src = tmp_path / "new.txt"
-    src.write_text("abcXa bé\n")
-    out = preprocess(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab)
+    src.write_text("abcXAa bé\n")
+    out = preprocess(PreprocessSettings(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab))
     assert out == vocab
-    assert "'X'×1" in capsys.readouterr().out
+    assert "3 characters of --input_txt" in (report := capsys.readouterr().out)
+    assert "'X'×1, 'A'×1, 'é'×1 (left out)" in report  # "A" is left out, not swapped to "a" as a prime's would be
     assert vocab.decode(read_h5(tmp_path / "n.h5")["train"].astype(int) - 1) == "abca b\n"
     with pytest.raises(ValueError, match="--unknown drop"):
-        preprocess(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab, unknown="error")
+        preprocess(PreprocessSettings(src, tmp_path / "n.h5", tmp_path / "n.json", 0, 0, vocab=vocab,
+                                      unknown="error"))
+
+
+def test_the_json_records_the_sha256_of_the_whole_file(tmp_path):
+    data = np.random.default_rng(0).integers(32, 127, size=(1 << 20) + 7, dtype=np.uint8).tobytes()  # several blocks
+    code, _, js = run(tmp_path, data)
+    assert code == 0
+    assert json.loads(js.read_text())["charrnn"]["source_sha256"] == hashlib.sha256(data).hexdigest()
+    code, _, js = run(tmp_path, "abc")
+    assert json.loads(js.read_text())["charrnn"]["source_sha256"] == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")  # FIPS 180-2's example
+
+
+def test_atomic_write_names_the_staged_file_for_writers_that_write_it_by_name(tmp_path):
+    target = tmp_path / "x.h5"
+    target.write_bytes(b"old")
+
+    def write(file) -> None:
+        assert Path(file.name) == temp_name(target) and target.read_bytes() == b"old"
+        with h5py.File(file.name, "w") as f:
+            f["x"] = np.arange(3)
+
+    atomic_write(target, write)
+    assert read_h5(target)["x"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["x.h5"]
 
 
 def preprocess_vocab(tmp_path: Path, text: str) -> Vocab:
     src = tmp_path / "vocab-source.txt"
     src.write_text(text)
-    return preprocess(src, tmp_path / "v.h5", tmp_path / "v.json", 0, 0, quiet=True)
+    return preprocess(PreprocessSettings(src, tmp_path / "v.h5", tmp_path / "v.json", 0, 0, quiet=True))
 
 
 def test_prints_sizes_like_torch_rnn(tmp_path, capsys):
     src = tmp_path / "in.txt"
     src.write_text("abcdefghij" * 10)
-    preprocess(src, tmp_path / "o.h5", tmp_path / "o.json")
+    preprocess(PreprocessSettings(src, tmp_path / "o.h5", tmp_path / "o.json"))
     out = capsys.readouterr().out
     for line in ("Total vocabulary size: 10", "Total tokens in file: 100", "  Training size: 80",
                  "  Val size: 10", "  Test size: 10", "Using dtype uint8"):
@@ -257,19 +286,19 @@ def straddling(size: int, parts: int, chars: str) -> bytes:
 @pytest.fixture
 def part_log(monkeypatch) -> list[list[tuple[int, int]]]:
     """Cuts files into parts of any size, reads them 5 bytes at a time, and records each run's parts."""
-    import charrnn.preprocess as module
+    from charrnn.preprocess import parts, run
 
-    monkeypatch.setattr(module, "MIN_PART_BYTES", 1)
-    monkeypatch.setattr(module, "may_fork", lambda: True)  # whatever threads earlier tests left running
+    monkeypatch.setattr(parts, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(parts, "may_fork", lambda: True)  # whatever threads earlier tests left running
     monkeypatch.setattr("charrnn.units.CHUNK_BYTES", 5)
     log: list[list[tuple[int, int]]] = []
-    real = module.split_file
+    real = parts.split_file
 
     def logged(*args) -> list[tuple[int, int]]:
         log.append(real(*args))
         return log[-1]
 
-    monkeypatch.setattr(module, "split_file", logged)
+    monkeypatch.setattr(run, "split_file", logged)
     return log
 
 
@@ -300,7 +329,7 @@ def assert_same_for_any_workers(tmp_path, capsys, part_log, data: bytes, *args: 
 
 @pytest.mark.parametrize("width", [2, 3, 4])
 def test_parts_start_on_character_boundaries(tmp_path, width):
-    from charrnn.preprocess import split_file
+    from charrnn.preprocess.parts import split_file
 
     char = {2: "é", 3: "€", 4: "😀"}[width]
     for into in range(width):  # the middle of the file falls this many bytes into the character
@@ -334,7 +363,7 @@ def test_bytes_encoding_in_parts(tmp_path, capsys, part_log):
 def test_reused_vocabulary_in_parts_drops_the_same_characters(tmp_path, capsys, part_log):
     vocab_src = tmp_path / "vocab.txt"
     vocab_src.write_bytes(SENTENCE + "é€".encode())
-    preprocess(vocab_src, tmp_path / "v.h5", tmp_path / "v.json", quiet=True)
+    preprocess(PreprocessSettings(vocab_src, tmp_path / "v.h5", tmp_path / "v.json", quiet=True))
     data = straddling(700, 4, "é€😀ж") + "XYZ ж 😀".encode()  # 😀, ж, X, Y, Z are unknown
     assert_same_for_any_workers(tmp_path, capsys, part_log, data, "--vocab", str(tmp_path / "v.json"))
     report = outputs(tmp_path, capsys, data, 5, "--vocab", str(tmp_path / "v.json"))[2]
@@ -383,9 +412,9 @@ def test_workers_must_be_positive(tmp_path, capsys):
 def test_a_process_running_threads_does_not_fork(tmp_path, monkeypatch):
     import threading
 
-    from charrnn.preprocess import part_count
+    from charrnn.preprocess.parts import part_count
 
-    monkeypatch.setattr("charrnn.preprocess.MIN_PART_BYTES", 1)
+    monkeypatch.setattr("charrnn.preprocess.parts.MIN_PART_BYTES", 1)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()

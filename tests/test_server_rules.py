@@ -64,9 +64,9 @@ def test_too_long_start_text_is_413():
     assert len(query("start_text=" + "%C3%A9" * 100)[0]) == 100
 
 
-def test_fit_to_vocab_and_legacy_prime():
+def test_swap_case_or_leave_out_and_legacy_prime():
     vocab = Vocab(list("abc .\n"))
-    assert vocab.fit("AbXé\x00c") == ("abc", {"X": 1, "é": 1, "\x00": 1})
+    assert vocab.swap_case_or_leave_out("AbXé\x00c") == ("abc", {"X": 1, "é": 1, "\x00": 1})
     rule = CompletionRule()
     assert legacy_prime(vocab, "A  B\r\n\tC. é", rule, 100) == "a b c. "
     assert legacy_prime(vocab, "abc abc", rule, 3) == "abc"

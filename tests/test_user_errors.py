@@ -186,9 +186,10 @@ def test_text_samples_refuses_its_settings_before_training(kwargs):
 
 
 def test_an_h5_of_another_vocabulary_is_refused_before_training(work, capsys):
+    from charrnn.preprocess import PreprocessSettings
     from charrnn.preprocess import preprocess as make
 
-    make(work / "tiny.txt", work / "tiny.h5", work / "tiny.json", quiet=True)
+    make(PreprocessSettings(work / "tiny.txt", work / "tiny.h5", work / "tiny.json", quiet=True))
     tokens = Vocab.load(work / "tiny.json").tokens
     (work / "small.json").write_text(json.dumps(Vocab(tokens[:10]).to_json_dict()))
     with pytest.raises(SystemExit) as exit_:
@@ -235,7 +236,7 @@ def test_a_full_disk_during_preprocessing_is_one_line_and_keeps_the_old_pair(wor
     def full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(preprocess_cli, "_allocate_h5", full)
+    monkeypatch.setattr("charrnn.preprocess.output.allocate_h5", full)
     assert preprocess("--output_h5", "o.h5", "--output_json", "o.json") == 2
     assert "--output_h5 o.h5 / --output_json o.json could not be written ([Errno 28] No space" in one_error_line(capsys)
     assert ((work / "o.h5").read_bytes(), (work / "o.json").read_bytes()) == old

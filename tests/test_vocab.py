@@ -35,7 +35,8 @@ def test_unknown_characters():
     assert vocab.unknown("aXbé") == {"X": 1, "é": 1}
     with pytest.raises(KeyError):
         vocab.encode("aé")
-    assert vocab.encode("A é", unknown="drop") == [0, 3]  # "A" folds to "a", "é" is left out
+    assert vocab.swap_case_or_leave_out("A éQ") == ("a ", {"é": 1, "Q": 1})  # "A" swaps to "a"; "é", "Q" left out
+    assert vocab.encode(vocab.swap_case_or_leave_out("A é")[0]) == [0, 3]
 
 
 def test_rejects_bad_json(tmp_path):

@@ -53,6 +53,7 @@ class _Remembering:
 
 def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Calls ``write(file)`` on a temporary file beside ``target``, fsyncs it and renames it over ``target``.
+    ``file.name`` is the temporary file's path, for writers that also write it by name (h5py, worker processes).
 
     A crash or kill at any moment leaves ``target`` as it was (or absent) and never half-written;
     at worst a hidden ``.NAME.tmp-PID`` file remains, which the next write of ``target`` removes

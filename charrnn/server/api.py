@@ -44,7 +44,7 @@ class GenerateResponse(BaseModel):
         description="each with its finish_reason: length (all characters generated), stop (a stop string was "
                     "reached and cut off) or deadline (the server's time limit, --deadline, ended it)")
     prime: str = Field(description="the prime the model saw")
-    dropped: dict[str, int] = Field(description="characters of the prime the model does not know, left out")
+    dropped: dict[str, int] = Field(description="characters of the prime the model knows in neither case, left out")
     seed: int = Field(description="the seed used; send it again to repeat the result")
     time: float = Field(description="seconds taken")
 
@@ -66,7 +66,7 @@ async def generate(body: GenerateRequest, request: Request, ctx: Context) -> Gen
         raise _refuse("prime", f"{len(body.prime)} characters is more than this server's limit of "
                                f"{limits.max_start_text} (--max-start-text)")
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    prime, dropped = ctx.model.vocab.fit(body.prime[-limits.prime_window:])
+    prime, dropped = ctx.model.vocab.swap_case_or_leave_out(body.prime[-limits.prime_window:])
     seed = secrets.randbits(63) if body.seed is None else body.seed
     results = await ctx.capacity.run("continuations", limits.deadline, request.receive, prime=prime, n=body.n,
                                      length=body.length, temperature=body.temperature, top_k=body.top_k,

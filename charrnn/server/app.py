@@ -56,7 +56,7 @@ class BodyLimit:
         while more:  # read it all first (it is small), so the app never sees a partial body
             try:
                 message = await asyncio.wait_for(receive(), end - asyncio.get_running_loop().time())
-            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            except TimeoutError:
                 late = error(408, f"the request body did not arrive within {self.timeout:g} s (--read-timeout)",
                              {"Connection": "close"})
                 return await late(scope, receive, send)

@@ -22,13 +22,14 @@ FinishReason = Literal["length", "stop", "deadline"]
 
 
 def legacy_prime(vocab: Vocab, text: str, rule: CompletionRule, window: int) -> str:
-    """The prime of ``GET /generate``: normalised by the rule, fitted to the vocabulary, and cut to
-    its last ``window`` characters."""
+    """The prime of ``GET /generate``: normalised by the rule, characters outside the vocabulary swapped to
+    their other case or left out (:meth:`Vocab.swap_case_or_leave_out`), and cut to its last ``window``
+    characters."""
     if rule.lowercase:
         text = text.lower()
     if rule.collapse_whitespace:
         text = _WHITESPACE.sub(" ", text)
-    return vocab.fit(text[-window:])[0]
+    return vocab.swap_case_or_leave_out(text[-window:])[0]
 
 
 class Draft:
@@ -128,7 +129,7 @@ def _first_stop(text: str, new: int, stop: tuple[str, ...]) -> int | None:
 
 
 class Continuations(Job):
-    """``n`` continuations of ``prime`` (already fitted to the vocabulary): ``POST /v1/generate``.
+    """``n`` continuations of ``prime`` (already through :meth:`Vocab.swap_case_or_leave_out`): ``POST /v1/generate``.
 
     Each ends after ``length`` steps, before its first ``stop`` sequence, or at the deadline.
     """
