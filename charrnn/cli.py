@@ -31,6 +31,7 @@ from charrnn.errors import UsageError
 from charrnn.lightning_private import (
     CLIWithOwnCheckpointSettings,
     build_trainer,
+    hide_false_alarms,
     subcommand_defaults,
     version_left_to_lightning,
 )
@@ -234,6 +235,7 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
     # Lightning's progress bar redraws at least every TQDM_MINITERS steps: every 10, not every step, so
     # the loss it shows is read from the device (a wait for the GPU) once per 10 steps.
     os.environ.setdefault("TQDM_MINITERS", "10")
+    hide_false_alarms()
     threading.excepthook, thread_hook = quiet_cannot_write(threading.excepthook), threading.excepthook
     try:
         check_config_args(sys.argv[1:] if args is None else args, ("model", "data", "trainer", *GROUPS))

@@ -4,22 +4,25 @@ Lightning's public API does not tell whether a module is attached to a Trainer, 
 validates right after the current batch, whether this step's metrics go to the logger, how many batches
 of the epoch have been trained on, which log version a logger will take; nor does it offer to write
 ``last.ckpt`` now, to turn off ModelCheckpoint's ``-v1`` names once it is made, to build the Trainer from
-settings and callbacks as LightningCLI does, or to change how LightningCLI applies ``--ckpt_path`` to the
-settings. Exact resume, cheap logging, one run per checkpoint directory, the CLI's callback groups and
-its flags-against-checkpoint rule need those, so they are read from Lightning's internals here and
-nowhere else. ``tests/test_lightning_private.py`` checks each one against the installed Lightning: when
-a release moves one, that test names it. ``pyproject.toml`` pins Lightning's minor version for the same
-reason.
+settings and callbacks as LightningCLI does, to change how LightningCLI applies ``--ckpt_path`` to the
+settings, or to leave out its lines that read as problems where there is none. Exact resume, cheap
+logging, one run per checkpoint directory, the CLI's callback groups, its flags-against-checkpoint rule
+and a quiet fresh run need those, so they are read from Lightning's internals here and nowhere else.
+``tests/test_lightning_private.py`` checks each one against the installed Lightning: when a release
+moves one, that test names it. ``pyproject.toml`` pins Lightning's minor version for the same reason.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import Logger
+from lightning_utilities.core import rank_zero
 
 
 def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
@@ -102,3 +105,27 @@ class CLIWithOwnCheckpointSettings(LightningCLI):
 
     def apply_checkpoint_settings(self) -> None:
         super()._parse_ckpt_path()
+
+
+# Lightning's lines that read as problems, or as advertisements, where there is none in a run of this CLI.
+FALSE_ALARMS = (
+    # RunDirectory's own lock file is there, and it moves an earlier run's files aside (saying so).
+    r"Checkpoint directory .* exists and is not empty",
+    # torch deprecates LeafSpec, which Lightning's CombinedLoader still builds (validate, test, predict).
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+TIP = "💡 Tip:"  # the LitLogger advertisement Lightning prints at every Trainer without one
+
+
+class _NoTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(TIP)
+
+
+def hide_false_alarms() -> None:
+    """Leaves out the lines of :data:`FALSE_ALARMS` (Python warnings) and Lightning's tip (a log record of the
+    logger its ``rank_zero_info`` writes to), so a fresh run shows only what matters."""
+    for message in FALSE_ALARMS:
+        warnings.filterwarnings("ignore", message=message)
+    if not any(isinstance(f, _NoTip) for f in rank_zero.log.filters):
+        rank_zero.log.addFilter(_NoTip())

@@ -57,12 +57,13 @@ def shakespeare(tmp_path: Path, shakespeare_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def debug_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`python train.py fit --config configs/debug.yaml` on the tiny corpus; returns its working directory
-    (checkpoints/debug/, lightning_logs/version_0/, and the run's stdout in stdout.txt)."""
+    (checkpoints/debug/, lightning_logs/version_0/, and the run's stdout and stderr in stdout.txt, stderr.txt)."""
     work = tmp_path_factory.mktemp("debug-run")
     (work / "tiny.txt").write_text(TINY_TEXT)
     proc = run_ok([str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / "debug.yaml"),
                    "--data.input_txt", "tiny.txt", "--data.url", "null"], work)
     (work / "stdout.txt").write_text(proc.stdout)
+    (work / "stderr.txt").write_text(proc.stderr)
     return work
 
 

@@ -41,6 +41,17 @@ def test_logs_go_to_tensorboard(debug_run):
     assert "vocab:" in (version / "hparams.yaml").read_text()
 
 
+def test_a_fresh_run_and_its_validation_print_no_false_alarm(debug_run):
+    """Lightning's lines that read as a problem where there is none (its warning about the checkpoint
+    directory our own lock file is in, torch's LeafSpec deprecation inside Lightning, its LitLogger tip) are
+    left out of a fresh ``fit`` and a ``validate``, and no other warning is printed."""
+    validate = run_ok([str(ROOT / "train.py"), "validate", "--config", str(ROOT / "configs" / "debug.yaml"),
+                       "--data.input_txt", "tiny.txt", "--data.url", "null", "--ckpt_path", "last"], debug_run)
+    fit = (debug_run / "stdout.txt").read_text() + (debug_run / "stderr.txt").read_text()
+    alarms = ("Tip:", "exists and is not empty", "LeafSpec", "Warning")
+    assert [x for x in (fit + validate.stdout + validate.stderr).splitlines() if any(a in x for a in alarms)] == []
+
+
 def test_sample_py_is_repeatable_with_a_seed(debug_run):
     ckpt = str(debug_run / "checkpoints" / "debug" / "last.ckpt")
     args = [str(ROOT / "sample.py"), "--ckpt", ckpt, "--length", "60", "--start_text", "All:", "--seed", "5"]

@@ -5,6 +5,8 @@ A failure here after a Lightning upgrade names the function whose internals move
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -186,3 +188,36 @@ def test_ask_to_stop_stops_after_the_step_as_sigterm_does(tmp_path):
     with still_there("ask_to_stop"), pytest.raises(SIGTERMException):
         fit(Probe(lambda _: None), tmp_path, callbacks=[probe], max_steps=8)
     assert probe.answers == [False, False, True]  # the loop stopped right after the step that asked
+
+
+def test_hide_false_alarms_leaves_out_what_lightning_prints_today(tmp_path, monkeypatch, recwarn):
+    """Lightning still prints its tip and warns about a non-empty checkpoint directory (so the filters are not
+    stale), and after ``hide_false_alarms`` neither reaches the user."""
+    from lightning_utilities.core import rank_zero
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    def trainer_in_a_used_directory() -> None:
+        (tmp_path / "ckpt").mkdir(exist_ok=True)
+        (tmp_path / "ckpt" / ".lock").touch()
+        fit(Probe(lambda trainer: None), tmp_path, max_steps=1,
+            callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt")])
+
+    said: list[str] = []
+    monkeypatch.setattr(rank_zero.log, "filters", [])  # as before any run of the CLI in this process
+    monkeypatch.setattr(warnings, "filters", list(warnings.filters))
+    rank_zero.log.addHandler(handler := Keep())
+    try:
+        trainer_in_a_used_directory()
+        assert [m for m in said if m.startswith(private.TIP)] != []
+        assert [w for w in recwarn if "exists and is not empty" in str(w.message)] != []
+        said.clear()
+        recwarn.clear()
+        private.hide_false_alarms()
+        trainer_in_a_used_directory()
+    finally:
+        rank_zero.log.removeHandler(handler)
+    assert [m for m in said if m.startswith(private.TIP)] == []
+    assert [str(w.message) for w in recwarn if "exists and is not empty" in str(w.message)] == []
