@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from charrnn.ckpt.load import load_model
+from charrnn.ckpt.load import read_model
 from charrnn.kernel_choice import cpu_description
 from charrnn.net import CharRNNNet
+from charrnn.net_spec import Architecture
 from charrnn.sampling import sample
 from charrnn.vocab import Vocab
 
@@ -34,10 +35,11 @@ def main() -> None:
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
     if args.ckpt:
-        net, vocab = load_model(args.ckpt, args.device)
+        model = read_model(args.ckpt, args.device)
+        net, vocab = model.net, model.vocab
     else:
         vocab = Vocab([chr(c) for c in range(32, 127)] + ["\n"])
-        net = CharRNNNet(len(vocab), "lstm", 64, args.rnn_size, args.num_layers).to(args.device).eval()
+        net = CharRNNNet(Architecture(len(vocab), "lstm", 64, args.rnn_size, args.num_layers)).to(args.device).eval()
     params = sum(p.numel() for p in net.parameters())
     print(f"CPU: {cpu_description()}")
     print(f"device {args.device}, threads {torch.get_num_threads()}, {params:,} parameters")

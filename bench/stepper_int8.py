@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from charrnn.ckpt.load import load_model
+from charrnn.ckpt.load import read_model
 from charrnn.kernel_choice import cpu_description
 from charrnn.stepper import Stepper, choose_products, int8_available
 
@@ -59,7 +59,8 @@ def main() -> None:
         raise SystemExit("this torch build cannot multiply int8 matrices on the CPU")
     torch.set_num_threads(1)
     print(f"CPU: {cpu_description()}")
-    net, vocab = load_model(args.ckpt)
+    model = read_model(args.ckpt)
+    net, vocab = model.net, model.vocab
     text = Path(args.corpus).read_text(encoding="utf-8")
     ids = torch.tensor(vocab.encode(vocab.swap_case_or_leave_out(text[int(len(text) * 0.9):][: args.chars])[0]))
     steppers = {"float": Stepper(net), "int8": Stepper(net, int8=True)}

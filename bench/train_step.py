@@ -47,12 +47,13 @@ def run_plain(layers: int, size: int, args: argparse.Namespace) -> dict:
 
     from charrnn.data import CharDataModule
     from charrnn.net import CharRNNNet, detach_state
+    from charrnn.net_spec import Architecture
 
     dm = CharDataModule(str(CORPUS), batch_size=args.batch_size, seq_length=args.seq_length)
     dm.setup("fit")
     batches = dm.datasets["train"]
     torch.manual_seed(0)  # the same initial weights as ours
-    net = CharRNNNet(len(dm.vocab), "lstm", args.wordvec_size, size, layers).to(args.device)
+    net = CharRNNNet(Architecture(len(dm.vocab), "lstm", args.wordvec_size, size, layers)).to(args.device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3, fused=True)
     state, start = None, 0.0
     for k in range(args.warmup + args.steps):

@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from charrnn import callbacks, hints, precision, predictions
 from charrnn.ckpt import find
 from charrnn.ckpt.atomic import NoSpaceError
-from charrnn.ckpt.load import CheckpointError, model_spec, origin
+from charrnn.ckpt.load import CheckpointError, read_checkpoint, read_model
 from charrnn.ckpt.run_directory import RunDirectory
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.config_file import check_config_args
@@ -36,6 +36,7 @@ from charrnn.lightning_private import (
     version_left_to_lightning,
 )
 from charrnn.model import CharRNN
+from charrnn.net_spec import ARCHITECTURE_FIELDS
 from charrnn.train_flags import check_precision
 
 # The always-present callbacks, each a group of flags and a YAML section of its own.
@@ -77,7 +78,7 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         check_precision(self._subconfig().get("trainer"), self._subconfig().get("model"))
         if path and path != "last":
             try:
-                self._ckpt = find.load_checked(path, fitting=self.config.get("subcommand") == "fit")
+                self._ckpt = read_checkpoint(path, resuming=self.config.get("subcommand") == "fit")
             except CheckpointError as e:
                 raise CheckpointError(f"--ckpt_path {e}") from None
             # The model settings that the configs and flags give (defaults left out).
@@ -114,12 +115,12 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         if not init:
             return
         try:
-            architecture, _ = model_spec(init)
-            source = origin(init)
+            source = read_model(init)
         except CheckpointError as e:
             raise CheckpointError(f"--model.init_from {e}") from None
-        if source is not None:
-            rank_zero_info(f"--model.init_from {init}: {source['summary']}")
+        if source.origin is not None:
+            rank_zero_info(f"--model.init_from {init}: {source.origin['summary']}")
+        architecture = {k: getattr(source.architecture, k) for k in ARCHITECTURE_FIELDS}
         if not cfg.data.get("vocab_from"):
             cfg.data.vocab_from = init
         changed = [f"{k}={v!r} (config: {cfg.model[k]!r})" for k, v in architecture.items()

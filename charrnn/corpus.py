@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Literal
 
 from charrnn.ckpt.atomic import atomic_write
-from charrnn.ckpt.load import load_vocab
 from charrnn.errors import MissingFileError, UsageError
 from charrnn.preprocess import PreprocessError, PreprocessSettings, UnknownReport, preprocess
 from charrnn.preprocess.record import file_sha256, made_with, vocab_digest
@@ -23,25 +22,22 @@ from charrnn.vocab import Vocab
 
 class Corpus:
     """A text file preprocessed into torch-rnn's .h5/.json beside it (again whenever it changes), or a
-    torch-rnn .h5/.json pair alone. The arguments are the DataModule's (``--data.*``); ``info`` and
-    ``warn`` are where messages go (once per job under DDP: the DataModule passes Lightning's rank-zero
-    functions)."""
+    torch-rnn .h5/.json pair alone. The arguments are the DataModule's (``--data.*``), but for
+    ``fixed_vocab``: the vocabulary that ``vocab_from`` names, already read (it may be a model's, and
+    models are read by :mod:`charrnn.ckpt.load`, not here). ``info`` and ``warn`` are where messages go
+    (once per job under DDP: the DataModule passes Lightning's rank-zero functions)."""
 
     def __init__(self, input_txt: str | None, url: str | None, input_h5: str | None, input_json: str | None,
                  val_frac: float, test_frac: float, encoding: str, vocab_from: str | None,
-                 unknown: Literal["drop", "error"], info: Callable[[str], None] = print,
+                 fixed_vocab: Vocab | None, unknown: Literal["drop", "error"], info: Callable[[str], None] = print,
                  warn: Callable[[str], None] = print) -> None:
         self.input_txt = Path(input_txt) if input_txt else None
         self.url, self.vocab_from, self.unknown = url, vocab_from, unknown
         self.val_frac, self.test_frac, self.encoding = val_frac, test_frac, encoding
         self.info, self.warn = info, warn
-        self.fixed_vocab: Vocab | None = None
+        self.fixed_vocab = fixed_vocab
         stem = str(self.input_txt.with_suffix("")) if self.input_txt else ""
-        if vocab_from:
-            try:
-                self.fixed_vocab = load_vocab(vocab_from)
-            except (ValueError, FileNotFoundError) as e:
-                raise UsageError(f"--data.vocab_from: {e}") from None
+        if fixed_vocab is not None:
             stem += f".vocab-{vocab_digest(self.fixed_vocab)[:8]}"  # the corpus's own .h5/.json stay as they are
         self.settings = made_with(encoding, val_frac, test_frac, self.fixed_vocab)
         self.h5_path = Path(input_h5) if input_h5 else Path(stem + ".h5")

@@ -13,12 +13,25 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from charrnn.ckpt.load import read_vocab
 from charrnn.ckpt.stream_loader import ResumableLoader
 from charrnn.corpus import Corpus
 from charrnn.errors import UsageError
 from charrnn.files import check_readable
 from charrnn.lightning_private import batches_trained_this_epoch
 from charrnn.train_flags import check_data_flags, check_split_indices
+from charrnn.vocab import Vocab
+
+
+def vocab_of(vocab_from: str | None) -> Vocab | None:
+    """The vocabulary ``--data.vocab_from`` names: a checkpoint's, an export's, a torch-rnn .t7's or a
+    vocabulary JSON (None without the flag)."""
+    if not vocab_from:
+        return None
+    try:
+        return read_vocab(vocab_from)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(f"--data.vocab_from: {e}") from None
 
 
 class SplitArray:
@@ -145,8 +158,8 @@ class CharDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         check_data_flags(input_txt, input_h5, input_json, batch_size, seq_length, num_workers, encoding)
-        self.corpus = Corpus(input_txt, url, input_h5, input_json, val_frac, test_frac, encoding, vocab_from, unknown,
-                             info=rank_zero_info, warn=rank_zero_warn)
+        self.corpus = Corpus(input_txt, url, input_h5, input_json, val_frac, test_frac, encoding, vocab_from,
+                             vocab_of(vocab_from), unknown, info=rank_zero_info, warn=rank_zero_warn)
         self.h5_path, self.json_path = self.corpus.h5_path, self.corpus.json_path
         self.batch_size, self.seq_length = batch_size, seq_length
         self.num_workers = num_workers

@@ -18,21 +18,14 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from charrnn import hints
 from charrnn.ckpt.atomic import atomic_write_all
-from charrnn.ckpt.load import (
-    EXPORT_FORMAT,
-    EXPORT_VOCAB,
-    EXPORT_WEIGHTS,
-    CheckpointError,
-    load_model,
-    model_spec,
-    origin,
-)
+from charrnn.ckpt.load import EXPORT_FORMAT, EXPORT_VOCAB, EXPORT_WEIGHTS, CheckpointError, LoadedModel, read_model
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -46,28 +39,39 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike, dtype: str = "float3
         dtype: ``float32``, ``float16`` or ``bfloat16`` for the weights (halves size; sampling on a
             CPU converts them back to float32).
     """
-    from safetensors.torch import save
+    out = _checked_out(out)
+    return write(read_model(ckpt), Path(ckpt).name, out, dtype)
 
+
+def _checked_out(out: str | os.PathLike) -> Path:
+    """``--out``, refused before anything is read when it cannot be a directory."""
     if not os.fspath(out):
         raise CheckpointError("--out is empty; give a directory")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"--out {out} is a file; give a directory")
-    architecture, vocab = model_spec(ckpt)
-    net, _ = load_model(ckpt)
+    return out
+
+
+def write(model: LoadedModel, source: str, out: str | os.PathLike, dtype: str = "float32") -> Path:
+    """Writes the export of ``model`` (read from the file named ``source``) into directory ``out``, as
+    :func:`export` does; returns the ``model.safetensors`` written."""
+    from safetensors.torch import save
+
+    out = _checked_out(out)
     # clone(): tied weights share storage, which safetensors refuses; each key gets its own copy.
-    tensors = {k: v.detach().to(DTYPES[dtype]).contiguous().clone() for k, v in net.state_dict().items()}
+    tensors = {k: v.detach().to(DTYPES[dtype]).contiguous().clone() for k, v in model.net.state_dict().items()}
     metadata = {
         "format": EXPORT_FORMAT,
-        "architecture": json.dumps(architecture),
-        "vocab": json.dumps(vocab.tokens, ensure_ascii=False),
-        "source": Path(ckpt).name,
+        "architecture": json.dumps(asdict(model.architecture)),
+        "vocab": json.dumps(model.vocab.tokens, ensure_ascii=False),
+        "source": source,
     }
-    if (source := origin(ckpt)) is not None:
-        metadata["origin"] = json.dumps(source)
+    if model.origin is not None:
+        metadata["origin"] = json.dumps(model.origin)
     data = save(tensors, metadata=metadata)
     weights = out / EXPORT_WEIGHTS
-    text = json.dumps(vocab.to_json_dict(), ensure_ascii=False).encode("utf-8")
+    text = json.dumps(model.vocab.to_json_dict(), ensure_ascii=False).encode("utf-8")
     for target in (weights, out / EXPORT_VOCAB):
         if target.exists() and not target.is_file():
             raise CheckpointError(f"--out {out}: {target} is a directory or a device; move it away first")
@@ -87,13 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the exported weights")
     args = p.parse_args(argv)
     try:
-        weights = export(args.ckpt, args.out, args.dtype)
+        out = _checked_out(args.out)
+        model = read_model(args.ckpt)
+        weights = write(model, Path(args.ckpt).name, out, args.dtype)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     size = weights.stat().st_size
-    if (source := origin(args.ckpt)) is not None:
-        print(f"converted {args.ckpt}: {source['summary']}")
+    if model.origin is not None:
+        print(f"converted {args.ckpt}: {model.origin['summary']}")
     print(f"wrote {weights} ({size / 1e6:.1f} MB) and {weights.with_name(EXPORT_VOCAB)}\n"
           f"try it:  {hints.sample_command(weights)}")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,51 +11,23 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from charrnn.kernel_choice import lowp_lstm_runs
+from charrnn.net_spec import Architecture
 
-ModelType = Literal["lstm", "gru", "rnn"]
 State = Tensor | tuple[Tensor, Tensor]  # (layers, B, H), or LSTM's (h, c) pair of those
 _RNNS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 class CharRNNNet(nn.Module):
-    """A character language model.
+    """A character language model: embedding -> stacked LSTM/GRU/RNN -> linear head, as ``architecture``
+    says (:class:`~charrnn.net_spec.Architecture`, which it keeps, so whoever saves the weights saves it too)."""
 
-    Args:
-        vocab_size: number of tokens.
-        model_type: ``lstm``, ``gru`` or ``rnn`` (tanh).
-        wordvec_size: embedding width.
-        rnn_size: hidden units per layer.
-        num_layers: stacked recurrent layers.
-        dropout: dropout between layers and before the head.
-        layer_norm: LayerNorm on each layer's output (between layers and before the head). Layers then
-            run one by one instead of as one fused multi-layer kernel.
-        tie_weights: share the embedding matrix with the output layer (needs wordvec_size == rnn_size).
-        weight_drop: DropConnect on the recurrent (hidden-to-hidden) weights while training, AWD-LSTM's
-            regulariser: each step drops this fraction of them, the same for every time step and stream.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        model_type: ModelType = "lstm",
-        wordvec_size: int = 64,
-        rnn_size: int = 128,
-        num_layers: int = 2,
-        dropout: float = 0.0,
-        layer_norm: bool = False,
-        tie_weights: bool = False,
-        weight_drop: float = 0.0,
-    ) -> None:
+    def __init__(self, architecture: Architecture) -> None:
         super().__init__()
-        if not 0 <= weight_drop < 1:
-            raise ValueError(f"weight_drop {weight_drop}: give a fraction in [0, 1)")
-        if model_type not in _RNNS:
-            raise ValueError(f"model_type {model_type!r}: choose one of {', '.join(_RNNS)}")
-        if tie_weights and wordvec_size != rnn_size:
-            raise ValueError(f"tie_weights needs wordvec_size == rnn_size (got {wordvec_size} and {rnn_size})")
-        cell = _RNNS[model_type]
+        self.architecture = a = architecture
+        vocab_size, wordvec_size, rnn_size, num_layers = a.vocab_size, a.wordvec_size, a.rnn_size, a.num_layers
+        cell, dropout = _RNNS[a.model_type], a.dropout
         self.embed = nn.Embedding(vocab_size, wordvec_size)
-        if layer_norm:
+        if a.layer_norm:
             self.rnns = nn.ModuleList(
                 cell(wordvec_size if i == 0 else rnn_size, rnn_size, batch_first=True) for i in range(num_layers))
             self.norms = nn.ModuleList(nn.LayerNorm(rnn_size) for _ in range(num_layers))
@@ -65,9 +36,9 @@ class CharRNNNet(nn.Module):
                             dropout=dropout if num_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(rnn_size, vocab_size)
-        if tie_weights:
+        if a.tie_weights:
             self.head.weight = self.embed.weight
-        self.weight_drop = weight_drop
+        self.weight_drop = a.weight_drop
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Logits for the next token after each position of ``x`` (B, T) -> (B, T, V)."""
@@ -115,7 +86,8 @@ class CharRNNNet(nn.Module):
         return h, map_state(lambda *layers: torch.cat(layers), *new)
 
 
-# The two layouts of State are known here alone; everything else goes through these functions.
+# The two layouts of State, for code that need not know which it has; stepper.py's written-out cells index
+# the (h, c) pair themselves.
 def state_tensors(state: State) -> tuple[Tensor, ...]:
     """The state's tensors: (h, c) for an LSTM, (h,) otherwise."""
     return state if isinstance(state, tuple) else (state,)

@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-from charrnn.ckpt.load import CheckpointError, load_model, origin
+from charrnn.ckpt.load import CheckpointError, read_model
 from charrnn.devices import parse_device
 from charrnn.errors import UsageError
 from charrnn.files import check_readable
@@ -78,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
     warnings.formatwarning = lambda message, *a, **k: f"warning: {message}\n"
     try:
-        net, vocab = load_model(args.ckpt, args.device)
-        if (source := origin(args.ckpt)) is not None:
-            print(f"--ckpt {args.ckpt}: {source['summary']}", file=sys.stderr)
+        model = read_model(args.ckpt, args.device)
+        if model.origin is not None:
+            print(f"--ckpt {args.ckpt}: {model.origin['summary']}", file=sys.stderr)
     except CheckpointError as e:
         print(f"error: --ckpt {e}", file=sys.stderr)
         return 2
     try:
-        return _write(args, net, vocab)
+        return _write(args, model.net, model.vocab)
     except (MemoryError, torch.OutOfMemoryError):
         print(f"error: --num_samples {args.num_samples} with --length {args.length} needs more memory than "
               f"{args.device} has ({min(args.num_samples, SAMPLES_PER_BATCH)} at once); ask for a shorter --length",

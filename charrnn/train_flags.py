@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from charrnn.errors import MAX_PROCESSES, UsageError
-from charrnn.net_spec import architecture_problems, parameter_count
+from charrnn.net_spec import Architecture, architecture_problems, parameter_count
 from charrnn.preprocess import PreprocessError, check_encoding
 
 
@@ -75,7 +75,7 @@ def check_model_flags(hp: Mapping[str, Any], vocab_size: int) -> None:
             problems.append(f"--model.{name} {hp[name]!r} must be {want}")
     if problems:
         raise UsageError("; ".join(problems))
-    count = parameter_count(vocab_size, hp)
+    count = parameter_count(Architecture.from_fields(hp, vocab_size))
     memory = _memory_bytes()
     if memory is not None and 4 * count > memory:
         raise UsageError(f"--model.num_layers {hp['num_layers']}, --model.rnn_size {hp['rnn_size']}, "

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from charrnn.ckpt import find
+from charrnn.ckpt.load import read_checkpoint
 
 
 def write(path: Path, step: int, mtime: float) -> Path:
@@ -28,7 +29,7 @@ def resolve(old: Path, newer: Path) -> tuple[Path, str]:
     files = sorted([old, newer], key=lambda p: p.stat().st_mtime, reverse=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        path, _ = find.newer_than_last(old, find.load_checked(old, True), files, {old}, fitting=True)
+        path, _ = find.newer_than_last(old, read_checkpoint(old, resuming=True), files, {old}, fitting=True)
     return path, " ".join(str(w.message) for w in caught)
 
 

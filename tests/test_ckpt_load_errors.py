@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from charrnn.ckpt.load import CheckpointError, read_checkpoint
+from charrnn.net_spec import ARCHITECTURE_FIELDS
 from tests.resume_support import fit_in, losses, make_work, state
 
 
@@ -120,6 +121,22 @@ def test_a_weights_only_checkpoint_cannot_resume(run, capsys):
     with pytest.raises(SystemExit):
         fit_in(run, "--ckpt_path", "ckpt/weights.ckpt")
     assert "cannot resume training: it has no loops, optimizer_states" in capsys.readouterr().err
+
+
+def test_a_checkpoint_written_before_the_architecture_was_saved_resumes_exactly(trained, run):
+    """Checkpoints once held the architecture only among their hyperparameters, and an unread hidden_is_pair."""
+    path = run / "ckpt" / "step=5.ckpt"
+    ckpt = state(path)
+    assert ckpt["architecture"] == {"vocab_size": len(ckpt["hyper_parameters"]["vocab"])} | {
+        k: ckpt["hyper_parameters"][k] for k in ARCHITECTURE_FIELDS}
+    assert "hidden_is_pair" not in ckpt["charrnn_resume"]
+    del ckpt["architecture"]
+    ckpt["charrnn_resume"]["hidden_is_pair"] = len(ckpt["charrnn_resume"]["hidden"]) == 2
+    torch.save(ckpt, path)
+    cli = fit_in(run, "--ckpt_path", "ckpt/step=5.ckpt", "--trainer.max_steps", "10")
+    assert cli.trainer.global_step == 10
+    resumed, original = losses(run), losses(trained)
+    assert [resumed[s] for s in range(5, 10)] == [original[s] for s in range(5, 10)]
 
 
 def test_rerunning_without_ckpt_path_starts_a_new_run_in_the_same_directory(run):

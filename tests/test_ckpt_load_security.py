@@ -14,7 +14,7 @@ import pytest
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from charrnn.ckpt.load import CheckpointError, load_model
+from charrnn.ckpt.load import CheckpointError, read_model
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.export import export
 from tests.helpers import ROOT
@@ -97,7 +97,7 @@ def test_init_from_refuses_it(malicious, tmp_path, capsys):
 def test_every_reader_refuses_it(malicious, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     path, sentinel = malicious
-    for read in (load_model, SafeCheckpointIO().load_checkpoint, lambda p: export(p, tmp_path / "out")):
+    for read in (read_model, SafeCheckpointIO().load_checkpoint, lambda p: export(p, tmp_path / "out")):
         with pytest.raises(CheckpointError, match="was refused"):
             read(path)
     assert not sentinel.exists()

@@ -16,8 +16,9 @@ import torch
 import torchfile
 
 from charrnn import sample as sample_cli
-from charrnn.ckpt.load import CheckpointError, load_model, model_spec, origin, read_checkpoint
+from charrnn.ckpt.load import CheckpointError, read_checkpoint, read_model
 from charrnn.export import export
+from charrnn.net_spec import Architecture
 from tests.helpers import ROOT, run_ok
 from tests.torch7_support import (
     LuaFunction,
@@ -70,19 +71,18 @@ def test_greedy_text_equals_torch_rnns_forward_pass(torch_rnn_t7: Path, capsys: 
 
 def test_export_round_trip_gives_the_same_logits(torch_rnn_t7: Path, tmp_path: Path) -> None:
     weights = export(torch_rnn_t7, tmp_path / "exp")
-    direct, vocab = load_model(torch_rnn_t7)
-    exported, vocab2 = load_model(weights)
-    assert vocab2 == vocab
+    direct, exported = read_model(torch_rnn_t7), read_model(weights)
+    assert exported.vocab == direct.vocab and exported.architecture == direct.architecture
+    vocab = direct.vocab
     tokens = vocab.encode("JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?")
-    np.testing.assert_array_equal(logits(exported, tokens), logits(direct, tokens))
-    assert origin(weights)["iterations"] == 9000  # the export keeps what torch-rnn recorded
+    np.testing.assert_array_equal(logits(exported.net, tokens), logits(direct.net, tokens))
+    assert exported.origin["iterations"] == 9000  # the export keeps what torch-rnn recorded
 
 
 def test_loading_message_and_architecture(torch_rnn_t7: Path) -> None:
-    assert model_spec(torch_rnn_t7)[0] == {"model_type": "lstm", "wordvec_size": 64, "rnn_size": 128,
-                                           "num_layers": 2, "dropout": 0.0, "layer_norm": False,
-                                           "tie_weights": False}
-    info = origin(torch_rnn_t7)
+    model = read_model(torch_rnn_t7)
+    assert model.architecture == Architecture(len(model.vocab), "lstm", wordvec_size=64, rnn_size=128, num_layers=2)
+    info = model.origin
     assert (info["iterations"], info["val_loss"]) == (9000, 1.528281)
     assert info["json"] == torch_rnn_t7.with_suffix(".json").name
 
@@ -115,15 +115,16 @@ def test_crafted_models_compute_torch_rnns_function(tmp_path: Path, kind: str, b
                                                     layers: int, dtype: type) -> None:
     path = write_t7(tmp_path / "m.t7", checkpoint(language_model(kind, layers=layers, batchnorm=batchnorm,
                                                                  dropout=dropout, dtype=dtype)))
-    net, vocab = load_model(path)
-    assert model_spec(path)[0]["model_type"] == kind and model_spec(path)[0]["num_layers"] == layers
-    assert model_spec(path)[0]["dropout"] == dropout
+    model = read_model(path)
+    net, vocab = model.net, model.vocab
+    assert (model.architecture.model_type, model.architecture.num_layers) == (kind, layers)
+    assert model.architecture.dropout == dropout
     tokens = vocab.encode("bad cafe\nfed a bag")
     reference = TorchRNNReference(torchfile.load(str(path))[b"model"])
     np.testing.assert_allclose(logits(net, tokens), reference.forward(tokens), rtol=1e-5, atol=1e-5)
-    assert origin(path)["iterations"] == 100 and origin(path)["val_loss"] == 2.25  # no .json: the .t7's own
+    assert model.origin["iterations"] == 100 and model.origin["val_loss"] == 2.25  # no .json: the .t7's own
     renamed = path.rename(tmp_path / "model.bin")  # recognised by its first bytes too
-    np.testing.assert_array_equal(logits(load_model(renamed)[0], tokens), logits(net, tokens))
+    np.testing.assert_array_equal(logits(read_model(renamed).net, tokens), logits(net, tokens))
 
 
 def test_lua_functions_are_never_run(tmp_path: Path) -> None:
@@ -134,13 +135,13 @@ def test_lua_functions_are_never_run(tmp_path: Path) -> None:
     plain = write_t7(tmp_path / "plain.t7", checkpoint(language_model()))
     extra = write_t7(tmp_path / "extra.t7", checkpoint(language_model(), hook=payload, opt={"callback": payload}))
     tokens = [0, 1, 2, 3]
-    np.testing.assert_array_equal(logits(load_model(extra)[0], tokens), logits(load_model(plain)[0], tokens))
+    np.testing.assert_array_equal(logits(read_model(extra).net, tokens), logits(read_model(plain).net, tokens))
 
     bad = language_model()
     bad.fields["net"].fields["modules"][1].fields["weight"] = payload
     refused = write_t7(tmp_path / "refused.t7", checkpoint(bad))
     with pytest.raises(CheckpointError, match=r"nn\.LSTM\.weight is a serialized Lua function"):
-        load_model(refused)
+        read_model(refused)
     assert not marker.exists()
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from charrnn.callbacks import StopCheckpoint, TextSamples
-from charrnn.ckpt.load import load_model
+from charrnn.ckpt.load import read_model
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.cli import cli_main
 from tests.helpers import ROOT, TINY_TEXT, run_ok
@@ -119,8 +119,9 @@ def test_every_shipped_config_parses(config, capsys):
     assert exit_.value.code == 0 and "trainer:" in capsys.readouterr().out
 
 
-def test_load_model_rebuilds_from_the_checkpoint_alone(debug_run):
-    net, vocab = load_model(debug_run / "checkpoints" / "debug" / "last.ckpt")
+def test_read_model_rebuilds_from_the_checkpoint_alone(debug_run):
+    model = read_model(debug_run / "checkpoints" / "debug" / "last.ckpt")
+    net, vocab = model.net, model.vocab
     assert net.rnn.hidden_size == 32 and len(vocab) == net.head.out_features
 
 

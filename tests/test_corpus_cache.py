@@ -4,12 +4,17 @@ setting that changes them, and never in a way that turns off a check that a flag
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
+import torch
 
 from charrnn.data import CharDataModule
 from charrnn.errors import UsageError
+from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
+from tests.helpers import ROOT
 
 
 @pytest.fixture
@@ -84,3 +89,20 @@ def test_kept_files_of_a_dropping_run_are_still_checked(tiny_corpus, ab_vocab):
     tiny_corpus.unlink()
     with pytest.raises(UsageError, match=r"--data\.unknown drop to leave them out"):
         data(tiny_corpus, vocab_from=str(ab_vocab), unknown="error").prepare()
+
+
+def test_the_corpus_reads_no_model(tiny_corpus, tmp_path):
+    """--data.vocab_from may name a model; the DataModule reads it (charrnn.ckpt.load) and hands the
+    vocabulary to the Corpus, which imports no model reader."""
+    from charrnn.ckpt.load import read_model
+    from charrnn.corpus import Corpus
+    from charrnn.export import write
+
+    code = "import sys, charrnn.corpus; print(sorted(m for m in sys.modules if m.startswith('charrnn.ckpt.load')))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]
+    model = CharRNN(list("ab"), rnn_size=4, wordvec_size=2, num_layers=1)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "m.ckpt")
+    exported = write(read_model(tmp_path / "m.ckpt"), "m.ckpt", tmp_path / "export")
+    dm = data(tiny_corpus, vocab_from=str(exported), unknown="drop")
+    assert isinstance(dm.corpus, Corpus) and dm.corpus.fixed_vocab == Vocab(["a", "b"]) and dm.vocab == ["a", "b"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.ckpt.load import load_model, read_checkpoint
+from charrnn.ckpt.load import read_checkpoint, read_model
 from charrnn.cli import cli_main
 from charrnn.events import read_scalars
 from charrnn.sampling import encode_prime, sample_text
@@ -54,12 +54,12 @@ def test_trains_resumes_and_samples(precision, cuda_graph, cuda_device, shakespe
     assert math.isfinite(val) and val < first_val + 0.05  # the resumed run went on from where it was
 
     # The same checkpoint on CUDA and on the CPU: the same next-character distribution, and text.
-    nets = {device: load_model(last, device) for device in (cuda_device, "cpu")}
-    vocab = nets["cpu"][1]
+    nets = {device: read_model(last, device).net for device in (cuda_device, "cpu")}
+    vocab = read_model(last).vocab
     prime = torch.tensor([encode_prime(vocab, "First Citizen:\n")])
-    logits = {device: net(prime.to(device))[0][0, -1].float().cpu() for device, (net, _) in nets.items()}
+    logits = {device: net(prime.to(device))[0][0, -1].float().cpu() for device, net in nets.items()}
     torch.testing.assert_close(logits[cuda_device], logits["cpu"], atol=2e-2, rtol=2e-2)  # cuDNN may use TF32
-    for device, (net, _) in nets.items():
+    for device, net in nets.items():
         texts = sample_text(net, vocab, "First", 100, num_samples=2, seed=0)
         assert [len(t) for t in texts] == [100, 100] and set("".join(texts)) <= set(vocab.tokens), device
 

@@ -99,12 +99,13 @@ def test_a_resumed_fine_tuning_run_continues_from_its_own_checkpoint(base, new_c
 
 def test_fine_tuning_a_torch_rnn_t7(new_corpus, torch_rnn_t7, caplog):
     """train.lua's -init_from, here: the .t7's weights, architecture and vocabulary start the run."""
-    from charrnn.ckpt.load import load_model
+    from charrnn.ckpt.load import read_model
 
     caplog.set_level("INFO")
     with pytest.warns(UserWarning, match="not in the vocabulary"):  # '#' is not in tiny-shakespeare
         cli = fit_in(new_corpus, *frozen("--model.init_from", str(torch_rnn_t7)))
-    net, vocab = load_model(torch_rnn_t7)
+    model = read_model(torch_rnn_t7)
+    net, vocab = model.net, model.vocab
     assert cli.model.vocab == vocab and (cli.model.hparams.rnn_size, cli.model.hparams.num_layers) == (128, 2)
     after = state(new_corpus / "ckpt" / "last.ckpt")
     assert same_tensors({k.removeprefix("net."): v for k, v in after["state_dict"].items()}, net.state_dict())

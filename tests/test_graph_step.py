@@ -16,6 +16,7 @@ from charrnn.data import CharDataModule
 from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
 from charrnn.model import CharRNN
 from charrnn.net import CharRNNNet
+from charrnn.net_spec import Architecture
 from tests.helpers import TINY_TEXT
 
 
@@ -80,7 +81,7 @@ def test_settings_a_graph_cannot_follow_are_refused(tmp_path, flag, value, messa
 
 
 def test_a_batch_of_another_shape_is_refused():
-    net = CharRNNNet(8, rnn_size=6, num_layers=1, wordvec_size=4)
+    net = CharRNNNet(Architecture(8, rnn_size=6, num_layers=1, wordvec_size=4))
     opt = torch.optim.Adam(net.parameters())
     x = torch.randint(0, 8, (3, 5))
     step = GraphStep(net, opt, (x, x), net.zero_state(3), Clip(1.0), 0.0)
@@ -101,7 +102,7 @@ def test_checkpoints_keep_a_plain_learning_rate():
 def test_the_captured_graph_repeats_the_eager_step():
     def run(capture: bool) -> tuple[list[float], dict]:
         torch.manual_seed(0)
-        net = CharRNNNet(20, num_layers=2, rnn_size=32, wordvec_size=8, dropout=0.0).cuda()
+        net = CharRNNNet(Architecture(20, num_layers=2, rnn_size=32, wordvec_size=8, dropout=0.0)).cuda()
         opt = torch.optim.Adam(net.parameters(), lr=3e-3)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 / (1 + s))
         data = torch.randint(0, 20, (12, 4, 17), device="cuda")
@@ -143,7 +144,7 @@ def test_the_warm_up_before_capture_is_undone(steps_before):
     step is the one that would have come without them (dropout draws included)."""
     def setup() -> tuple[CharRNNNet, GraphStep, list[tuple[torch.Tensor, torch.Tensor]]]:
         torch.manual_seed(0)
-        net = CharRNNNet(12, num_layers=2, rnn_size=16, wordvec_size=8, dropout=0.3)
+        net = CharRNNNet(Architecture(12, num_layers=2, rnn_size=16, wordvec_size=8, dropout=0.3))
         data = torch.randint(0, 12, (steps_before + 1, 3, 9))
         batches = [(b[:, :-1], b[:, 1:]) for b in data]
         step = GraphStep(net, torch.optim.Adam(net.parameters(), lr=0.01), batches[0], net.zero_state(3),

@@ -15,6 +15,7 @@ import torch
 from charrnn import precision
 from charrnn.kernel_choice import Choice, choose, cpu_features, time_alternating
 from charrnn.net import CharRNNNet
+from charrnn.net_spec import Architecture
 from charrnn.stepper import choose_products
 from tests.helpers import AVX2_ONLY, ROOT
 
@@ -68,7 +69,7 @@ def test_the_avx2_switches_give_an_avx2_only_cpu():
 
 
 def test_the_probe_leaves_the_random_generators_and_gradients_as_found():
-    net = CharRNNNet(20, "gru", 8, 16, 1, dropout=0.5)
+    net = CharRNNNet(Architecture(20, "gru", 8, 16, 1, dropout=0.5))
     torch.manual_seed(3)
     before = torch.random.get_rng_state()
     seconds = precision.step_seconds(net, 4, 16)
@@ -89,7 +90,7 @@ def test_a_mixed_precision_that_is_slower_here_is_kept_with_a_word(monkeypatch, 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.delenv(precision.ENV, raising=False)
     monkeypatch.setattr(precision, "step_seconds", lambda *a: timings)
-    net = CharRNNNet(20, "gru", 8, 16, 1)
+    net = CharRNNNet(Architecture(20, "gru", 8, 16, 1))
     chosen = precision.settle({"accelerator": "cpu", "precision": given}, net, 4, 8, fitting=True)
     assert chosen == expected
     lines = [r.getMessage() for r in caplog.records] + [str(w.message) for w in recwarn]
@@ -100,7 +101,7 @@ def test_a_mixed_precision_that_is_slower_here_is_kept_with_a_word(monkeypatch, 
 def test_ddp_processes_take_the_first_process_measurement(monkeypatch, caplog):
     caplog.set_level(logging.INFO)
     monkeypatch.setattr(precision, "step_seconds", lambda *a: pytest.fail("a launched process measured again"))
-    net = CharRNNNet(20, "gru", 8, 16, 1)
+    net = CharRNNNet(Architecture(20, "gru", 8, 16, 1))
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv(precision.ENV, "bf16-mixed:1.6")
     assert precision.settle({"accelerator": "cpu", "precision": None}, net, 4, 8, fitting=True) == "bf16-mixed"
@@ -112,7 +113,7 @@ def test_ddp_processes_take_the_first_process_measurement(monkeypatch, caplog):
 def test_the_server_takes_the_faster_products_it_measured(monkeypatch):
     import charrnn.stepper
 
-    net = CharRNNNet(20, "gru", 8, 16, 2).eval()
+    net = CharRNNNet(Architecture(20, "gru", 8, 16, 2)).eval()
     assert choose_products(net).chosen in ("float", "int8")  # really timed; which one depends on the CPU
     monkeypatch.setattr(charrnn.stepper, "time_alternating", lambda c, budget: {"float": 1.0, "int8": 0.4})
     assert choose_products(net).chosen == "int8"

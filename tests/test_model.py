@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
+from dataclasses import asdict
+
 import lightning as L
 import pytest
 import torch
 
 from charrnn.model import CharRNN
 from charrnn.net import CharRNNNet, zero_some_rows
+from charrnn.net_spec import ARCHITECTURE_FIELDS, Architecture
 
 VOCAB = list("abcdefgh")
 
 
 @pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn"])
 def test_shapes_for_every_cell(model_type):
-    net = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=6, num_layers=2, dropout=0.1)
+    net = CharRNNNet(Architecture(8, model_type, wordvec_size=4, rnn_size=6, num_layers=2, dropout=0.1))
     logits, state = net(torch.randint(0, 8, (3, 5)))
     assert logits.shape == (3, 5, 8)
     first = state[0] if model_type == "lstm" else state
@@ -23,7 +29,7 @@ def test_shapes_for_every_cell(model_type):
 
 def test_unknown_cell_is_named():
     with pytest.raises(ValueError, match="model_type 'transformer'"):
-        CharRNNNet(8, "transformer")  # type: ignore[arg-type]
+        CharRNNNet(Architecture(8, "transformer"))  # type: ignore[arg-type]
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +84,7 @@ def test_hidden_state_is_not_a_buffer():
 @pytest.mark.parametrize("model_type", ["lstm", "gru"])
 def test_layer_norm_variant_keeps_the_state_layout(model_type):
     torch.manual_seed(0)
-    net = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=6, num_layers=3, layer_norm=True)
+    net = CharRNNNet(Architecture(8, model_type, wordvec_size=4, rnn_size=6, num_layers=3, layer_norm=True))
     x = torch.randint(0, 8, (2, 5))
     logits, state = net(x)
     first = state[0] if model_type == "lstm" else state
@@ -90,24 +96,44 @@ def test_layer_norm_variant_keeps_the_state_layout(model_type):
 
 
 def test_tied_weights_share_one_matrix():
-    net = CharRNNNet(8, "lstm", wordvec_size=6, rnn_size=6, num_layers=1, tie_weights=True)
+    net = CharRNNNet(Architecture(8, "lstm", wordvec_size=6, rnn_size=6, num_layers=1, tie_weights=True))
     assert net.head.weight is net.embed.weight
-    untied = CharRNNNet(8, "lstm", wordvec_size=6, rnn_size=6, num_layers=1)
+    untied = CharRNNNet(Architecture(8, "lstm", wordvec_size=6, rnn_size=6, num_layers=1))
     assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in untied.parameters()) - 48
     with pytest.raises(ValueError, match="wordvec_size == rnn_size"):
-        CharRNNNet(8, "lstm", wordvec_size=4, rnn_size=6, tie_weights=True)
+        CharRNNNet(Architecture(8, "lstm", wordvec_size=4, rnn_size=6, tie_weights=True))
 
 
-def test_options_survive_a_checkpoint(tmp_path):
-    from charrnn.ckpt.load import load_model
+@pytest.mark.parametrize("layout", ["saved architecture", "hyperparameters only (before it was saved)"])
+def test_options_survive_a_checkpoint(tmp_path, layout):
+    from charrnn.ckpt.load import read_model
 
     model = CharRNN(VOCAB, wordvec_size=6, rnn_size=6, num_layers=2, layer_norm=True, tie_weights=True,
                     weight_drop=0.25)
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "m.ckpt")
-    net, _ = load_model(tmp_path / "m.ckpt")
+    ckpt = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    model.on_save_checkpoint(ckpt)
+    assert ckpt["architecture"] == asdict(model.net.architecture) and "hidden_is_pair" not in ckpt["charrnn_resume"]
+    if layout != "saved architecture":  # as written before: no architecture key, an unread hidden_is_pair
+        del ckpt["architecture"]
+        ckpt["charrnn_resume"]["hidden_is_pair"] = False
+    torch.save(ckpt, tmp_path / "m.ckpt")
+    loaded = read_model(tmp_path / "m.ckpt")
+    net = loaded.net
+    assert loaded.architecture == Architecture(len(VOCAB), "lstm", 6, 6, 2, 0.0, True, True, 0.25)
     assert net.head.weight is net.embed.weight and hasattr(net, "norms") and net.weight_drop == 0.25
     x = torch.randint(0, len(VOCAB), (1, 4))
     assert torch.equal(net(x)[0], model.net.eval()(x)[0])
+
+
+def test_the_model_flags_are_the_architectures_fields():
+    """CharRNN spells the Architecture's fields out for LightningCLI's --model.* flags: the same names,
+    types and defaults, in the same order."""
+    params = list(inspect.signature(CharRNN).parameters.values())[1:len(ARCHITECTURE_FIELDS) + 1]
+    hints = typing.get_type_hints(CharRNN.__init__)
+    fields = {f.name: f for f in dataclasses.fields(Architecture)}
+    assert [p.name for p in params] == list(ARCHITECTURE_FIELDS)
+    for p in params:
+        assert hints[p.name] == typing.get_type_hints(Architecture)[p.name] and p.default == fields[p.name].default
 
 
 def test_best_val_loss_travels_in_the_checkpoint():
@@ -185,7 +211,7 @@ def test_log_every_n_steps_0_trains_and_writes_no_training_scalars(tmp_path):
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_zero_state_is_where_forward_starts(model_type, layer_norm):
     torch.manual_seed(0)
-    net = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=6, num_layers=3, layer_norm=layer_norm)
+    net = CharRNNNet(Architecture(8, model_type, wordvec_size=4, rnn_size=6, num_layers=3, layer_norm=layer_norm))
     x = torch.randint(0, 8, (2, 5))
     fresh, state = net(x)
     zero = net.zero_state(2)
@@ -198,8 +224,9 @@ def test_zero_state_is_where_forward_starts(model_type, layer_norm):
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_weight_drop_masks_recurrent_weights_only_while_training(model_type, layer_norm):
     torch.manual_seed(0)
-    net = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=32, num_layers=2, layer_norm=layer_norm, weight_drop=0.4)
-    plain = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=32, num_layers=2, layer_norm=layer_norm)
+    net = CharRNNNet(Architecture(8, model_type, wordvec_size=4, rnn_size=32, num_layers=2, layer_norm=layer_norm,
+                                  weight_drop=0.4))
+    plain = CharRNNNet(Architecture(8, model_type, wordvec_size=4, rnn_size=32, num_layers=2, layer_norm=layer_norm))
     plain.load_state_dict(net.state_dict())
     x = torch.randint(0, 8, (3, 6))
     assert torch.equal(net.eval()(x)[0], plain.eval()(x)[0])  # sampling and validation see the weights as they are
@@ -217,14 +244,14 @@ def test_weight_drop_masks_recurrent_weights_only_while_training(model_type, lay
 
 def test_weight_drop_must_be_a_fraction():
     with pytest.raises(ValueError, match="weight_drop 1.0"):
-        CharRNNNet(8, weight_drop=1.0)
+        CharRNNNet(Architecture(8, weight_drop=1.0))
 
 
 @pytest.mark.parametrize("model_type", ["lstm", "gru"])
 def test_map_state_keeps_the_layout(model_type):
     from charrnn.net import map_state, state_from_tensors, state_tensors
 
-    state = CharRNNNet(8, model_type, wordvec_size=4, rnn_size=6, num_layers=2).zero_state(3)
+    state = CharRNNNet(Architecture(8, model_type, wordvec_size=4, rnn_size=6, num_layers=2)).zero_state(3)
     roundtrip = state_from_tensors(state_tensors(state))
     assert type(roundtrip) is type(state) and len(state_tensors(roundtrip)) == (2 if model_type == "lstm" else 1)
     doubled = map_state(lambda a, b: torch.cat([a + 1, b], 1), state, state)

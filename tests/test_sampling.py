@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from charrnn.net import CharRNNNet
+from charrnn.net_spec import Architecture
 from charrnn.sampling import check_settings, generate, pick, sample, sample_text
 from charrnn.vocab import Vocab
 
@@ -15,7 +16,7 @@ VOCAB = Vocab(list("abcdefgh \n"))
 @pytest.fixture
 def net() -> CharRNNNet:
     torch.manual_seed(0)
-    return CharRNNNet(len(VOCAB), "lstm", 8, 16, 2).eval()
+    return CharRNNNet(Architecture(len(VOCAB), "lstm", 8, 16, 2)).eval()
 
 
 def test_same_seed_same_text_other_seed_other_text(net):
@@ -118,6 +119,6 @@ def test_restores_training_mode(net):
 def test_byte_vocabulary_streams_whole_characters():
     vocab = Vocab(["a", "[195]", "[169]"])
     torch.manual_seed(0)
-    net = CharRNNNet(len(vocab), "gru", 4, 8, 1)
+    net = CharRNNNet(Architecture(len(vocab), "gru", 4, 8, 1))
     text = sample_text(net, vocab, "é", 40, seed=3)[0]
     assert isinstance(text, str) and len(text) >= 1

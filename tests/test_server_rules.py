@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from charrnn.net import CharRNNNet
+from charrnn.net_spec import Architecture
 from charrnn.server.batching import Batcher
 from charrnn.server.generation import Completions, Continuation, Continuations, Draft, legacy_prime
 from charrnn.server.loading import ServedModel
@@ -130,7 +131,7 @@ def random_model() -> Iterator[ServedModel]:
     vocab = Vocab(list("abcdefgh .!?\n"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield ServedModel(CharRNNNet(len(vocab), "lstm", 8, 16, 1).eval(), vocab, "random")
+    yield ServedModel(CharRNNNet(Architecture(len(vocab), "lstm", 8, 16, 1)).eval(), vocab, "random")
     torch.set_num_threads(threads)
 
 

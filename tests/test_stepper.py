@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from charrnn.net import CharRNNNet
+from charrnn.net_spec import Architecture
 from charrnn.sampling import pick
 from charrnn.stepper import Stepper
 
@@ -11,8 +12,8 @@ from charrnn.stepper import Stepper
 @pytest.mark.parametrize("model_type,layer_norm", [("lstm", False), ("gru", False), ("rnn", False), ("lstm", True)])
 def test_steps_match_the_network(model_type: str, layer_norm: bool) -> None:
     torch.manual_seed(0)
-    net = CharRNNNet(11, model_type, wordvec_size=6, rnn_size=9, num_layers=3, dropout=0.3,
-                     layer_norm=layer_norm).eval()
+    net = CharRNNNet(Architecture(11, model_type, wordvec_size=6, rnn_size=9, num_layers=3, dropout=0.3,
+                     layer_norm=layer_norm)).eval()
     x = torch.randint(0, 11, (4, 12))
     with torch.no_grad():
         expected, expected_state = net(x)
@@ -28,7 +29,7 @@ def test_steps_match_the_network(model_type: str, layer_norm: bool) -> None:
 
 
 def test_a_step_from_no_state_starts_at_zero() -> None:
-    net = CharRNNNet(7, "lstm", wordvec_size=4, rnn_size=5, num_layers=2).eval()
+    net = CharRNNNet(Architecture(7, "lstm", wordvec_size=4, rnn_size=5, num_layers=2)).eval()
     x = torch.tensor([3, 1])
     with torch.no_grad():
         torch.testing.assert_close(Stepper(net)(x, None)[0], net(x[:, None])[0][:, 0])

@@ -13,12 +13,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from charrnn.ckpt.load import EXPORT_FORMAT, CheckpointError, load_model, model_spec, read_checkpoint
+from charrnn.ckpt.load import EXPORT_FORMAT, CheckpointError, read_checkpoint, read_model, read_vocab
 from charrnn.export import export
 from charrnn.export import main as export_main
 from charrnn.model import CharRNN
 from charrnn.net import CharRNNNet
-from charrnn.net_spec import expected_shapes, parameter_count
+from charrnn.net_spec import ARCHITECTURE_FIELDS, Architecture, expected_shapes, parameter_count
 from charrnn.sample import main as sample_main
 
 VOCAB = list("abcdefgh \n")
@@ -32,21 +32,27 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
 
 
-def write(ckpt: dict, path: Path, change: Callable[[dict, dict], None]) -> Path:
+def write(ckpt: dict, path: Path, change: Callable[[dict, dict], None], saved: bool = False) -> Path:
+    """The checkpoint changed by ``change``; ``saved``: with the architecture saved beside the weights, as
+    training writes it now (changed as the hyperparameters are), else as it was written before."""
     hp, sd = dict(ckpt["hyper_parameters"]), dict(ckpt["state_dict"])
     change(hp, sd)
-    torch.save({"state_dict": sd, "hyper_parameters": hp}, path)
+    out = {"state_dict": sd, "hyper_parameters": hp}
+    if saved:
+        vocab_size = len(hp["vocab"]) if isinstance(hp["vocab"], list) else hp["vocab"]
+        out["architecture"] = {"vocab_size": vocab_size} | {k: hp[k] for k in ARCHITECTURE_FIELDS}
+    torch.save(out, path)
     return path
 
 
 @pytest.mark.parametrize(("model_type", "layers", "layer_norm", "tie"),
                          list(itertools.product(["lstm", "gru", "rnn"], [1, 3], [False, True], [False, True])))
 def test_expected_shapes_are_the_networks(model_type, layers, layer_norm, tie):
-    arch = dict(model_type=model_type, wordvec_size=6, rnn_size=6 if tie else 5, num_layers=layers,
-                dropout=0.0, layer_norm=layer_norm, tie_weights=tie, weight_drop=0.0)
-    net = CharRNNNet(7, **arch)
-    assert expected_shapes(7, arch) == {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    assert parameter_count(7, arch) == sum(v.numel() for v in net.state_dict().values())
+    arch = Architecture(7, model_type=model_type, wordvec_size=6, rnn_size=6 if tie else 5, num_layers=layers,
+                        dropout=0.0, layer_norm=layer_norm, tie_weights=tie, weight_drop=0.0)
+    net = CharRNNNet(arch)
+    assert expected_shapes(arch) == {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert parameter_count(arch) == sum(v.numel() for v in net.state_dict().values())
 
 
 TAMPERED = {
@@ -73,16 +79,40 @@ TAMPERED = {
 }
 
 
+@pytest.mark.parametrize("saved", [True, False], ids=["architecture saved", "written before it was saved"])
 @pytest.mark.parametrize("case", list(TAMPERED))
-def test_a_tampered_checkpoint_is_refused_naming_it(good, tmp_path, case):
+def test_a_tampered_checkpoint_is_refused_naming_it(good, tmp_path, case, saved):
     change, words = TAMPERED[case]
-    path = write(good, tmp_path / "bad.ckpt", change)
+    path = write(good, tmp_path / "bad.ckpt", change, saved)
     started = time.monotonic()
-    for read in (load_model, model_spec, read_checkpoint):  # sample/serve/export, init_from, resume
+    for read in (read_model, read_vocab, read_checkpoint):  # sample/serve/export/init_from, vocab_from, resume
         with pytest.raises(CheckpointError, match=f"checkpoint {path}") as e:
             read(path)
         assert words in str(e.value) and "\n" not in str(e.value)
     assert time.monotonic() - started < 10  # refused, not built
+
+
+CONTRADICTIONS = {
+    "hyperparameters against the architecture": (lambda c: c["hyper_parameters"].update(num_layers=3),
+                                                 "num_layers 3 there, 2 in its architecture"),
+    "vocab_size against the vocabulary": (lambda c: c["architecture"].update(vocab_size=11),
+                                          "vocab_size 11 is not the 10 tokens of its vocabulary"),
+    "an architecture that is no mapping": (lambda c: c.update(architecture=[2, 8]), "is a list, not a mapping"),
+    "a saved architecture not valid": (lambda c: c["architecture"].update(num_layers=-1),
+                                       "num_layers -1 is not a whole number ≥1"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONTRADICTIONS))
+def test_a_saved_architecture_that_does_not_fit_is_refused(good, tmp_path, case):
+    change, words = CONTRADICTIONS[case]
+    ckpt = torch.load(write(good, tmp_path / "m.ckpt", lambda hp, sd: None, saved=True), weights_only=True)
+    change(ckpt)
+    torch.save(ckpt, tmp_path / "bad.ckpt")
+    for read in (read_model, read_checkpoint):
+        with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path / 'bad.ckpt'}: ") as e:
+            read(tmp_path / "bad.ckpt")
+        assert words in str(e.value) and "\n" not in str(e.value)
 
 
 def test_sample_and_export_refuse_a_tampered_checkpoint_with_one_line(good, tmp_path, capsys):
@@ -98,18 +128,19 @@ def test_sample_and_export_refuse_a_tampered_checkpoint_with_one_line(good, tmp_
 
 def test_float64_checkpoints_and_half_exports_still_load(good, tmp_path):
     path = write(good, tmp_path / "double.ckpt", lambda hp, sd: sd.update({k: v.double() for k, v in sd.items()}))
-    net, _ = load_model(path)
+    net = read_model(path).net
     assert next(net.parameters()).dtype == torch.float32
     for dtype in ("float16", "bfloat16"):
-        exported = export(path, tmp_path / dtype, dtype)
-        assert model_spec(exported)[0]["num_layers"] == 2 and load_model(exported)[1].tokens == VOCAB
+        exported = read_model(export(path, tmp_path / dtype, dtype))
+        assert exported.architecture.num_layers == 2 and exported.vocab.tokens == VOCAB
 
 
 @pytest.fixture(scope="module")
 def export_parts(good, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    """A good export's weights and metadata, as exports were written before the vocab_size was saved."""
     path = tmp_path_factory.mktemp("src") / "good.ckpt"
     write(good, path, lambda hp, sd: None)
-    net, _ = load_model(path)
+    net = read_model(path).net
     arch = {k: good["hyper_parameters"][k] for k in ("model_type", "wordvec_size", "rnn_size", "num_layers",
                                                      "dropout", "layer_norm", "tie_weights", "weight_drop")}
     meta = {"format": EXPORT_FORMAT, "architecture": json.dumps(arch), "vocab": json.dumps(VOCAB)}
@@ -128,17 +159,34 @@ EXPORT_TAMPERED = {
     "a bool weight": (lambda w, m: w.update({"head.bias": w["head.bias"] > 0}), "dtype BOOL"),
     "one float64 weight": (lambda w, m: w.update({"head.bias": w["head.bias"].double()}), "mix dtypes"),
     "a wrong shape": (lambda w, m: w.update({"head.bias": torch.zeros(3)}), "head.bias has shape (3,)"),
+    "another vocab_size": (lambda w, m: m.update(architecture=json.dumps({**json.loads(m["architecture"]),
+                                                                          "vocab_size": 9})),
+                           "vocab_size 9 is not the 10 tokens of its vocabulary"),
 }
 
 
+@pytest.mark.parametrize("vocab_size", [None, len(VOCAB)], ids=["written before", "with its vocab_size"])
+def test_an_export_loads_with_or_without_its_vocab_size(export_parts, good, tmp_path, vocab_size):
+    weights, meta = export_parts
+    if vocab_size is not None:
+        meta = meta | {"architecture": json.dumps({"vocab_size": vocab_size} | json.loads(meta["architecture"]))}
+    save_file(weights, tmp_path / "model.safetensors", metadata=meta)
+    model = read_model(tmp_path)
+    assert model.architecture == Architecture(len(VOCAB), rnn_size=8, wordvec_size=4, num_layers=2)
+    assert model.vocab.tokens == VOCAB and all(torch.equal(weights[k], v) for k, v in model.net.state_dict().items())
+
+
+@pytest.mark.parametrize("vocab_size", [None, len(VOCAB)], ids=["written before", "with its vocab_size"])
 @pytest.mark.parametrize("case", list(EXPORT_TAMPERED))
-def test_a_tampered_export_is_refused_naming_it(export_parts, tmp_path, case):
+def test_a_tampered_export_is_refused_naming_it(export_parts, tmp_path, case, vocab_size):
     weights, meta = dict(export_parts[0]), dict(export_parts[1])
+    if vocab_size is not None:
+        meta["architecture"] = json.dumps({"vocab_size": vocab_size} | json.loads(meta["architecture"]))
     change, words = EXPORT_TAMPERED[case]
     change(weights, meta)
     path = tmp_path / "model.safetensors"
     save_file(weights, path, metadata=meta)
-    for read in (load_model, model_spec):
+    for read in (read_model, read_vocab):
         with pytest.raises(CheckpointError, match=f"export {path}") as e:
             read(tmp_path)
         assert words in str(e.value) and "\n" not in str(e.value)

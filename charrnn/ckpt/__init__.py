@@ -18,6 +18,9 @@ Lightning, so sample.py and the server import them without it.
    Lightning instead of reading the file again.
 4. **Load.** ``load.py`` is the one door for every reader (resume, ``--model.init_from``, sample.py, the
    server, the export): ``torch.load(weights_only=True)`` for checkpoints, safetensors for exports,
-   ``torch7.py`` + ``torch_rnn.py`` for torch-rnn's ``.t7``; sizes and dtypes are checked before a
-   network is built, and every error names the file.
+   ``torch7.py`` + ``torch_rnn.py`` for torch-rnn's ``.t7``, each file read once. ``read_model`` gives the
+   network built from the file's ``Architecture`` (``net_spec.py``; a checkpoint saves it under
+   ``architecture``, one written before that has it among its hyperparameters), ``read_checkpoint`` the
+   training checkpoint's dictionary for Lightning; both check sizes and dtypes before a network is built,
+   and every error names the file.
 """

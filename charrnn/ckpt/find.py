@@ -23,11 +23,11 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from charrnn.ckpt.load import NET_ARGS, CheckpointError, read_checkpoint
+from charrnn.ckpt.load import CheckpointError, read_checkpoint
 from charrnn.ckpt.stop_checkpoint import StopCheckpoint
 from charrnn.ckpt.write import SafeCheckpointIO
+from charrnn.net_spec import ARCHITECTURE_FIELDS
 
-RESUMABLE_KEYS = ("loops", "optimizer_states", "global_step")
 # Model settings that a resumed run takes from the checkpoint's optimizer and scheduler state (or, for
 # init_from, its weights): a different value could not take effect, so training refuses it.
 FROM_OPTIMIZER_STATE = ("learning_rate", "weight_decay", "lr_schedule", "lr_decay_every", "lr_decay_factor",
@@ -84,15 +84,6 @@ def shown(path: str | os.PathLike) -> Path:
         return path
 
 
-def load_checked(path: Path, fitting: bool) -> dict[str, Any]:
-    ckpt = read_checkpoint(path)
-    missing = [k for k in RESUMABLE_KEYS if k not in ckpt] if fitting else []
-    if missing:
-        raise CheckpointError(f"checkpoint {path} cannot resume training: it has no {', '.join(missing)} "
-                              "(a weights-only checkpoint? start a new run from it with --model.init_from)")
-    return ckpt
-
-
 def compare(path: Path, saved: Mapping[str, Any], ours: Mapping[str, Any], stage: str) -> None:
     """Checks this run's model settings ``ours`` against the checkpoint's hyperparameters ``saved``
     (keys present in both, the vocabulary aside): refuses a different architecture, and when
@@ -101,7 +92,7 @@ def compare(path: Path, saved: Mapping[str, Any], ours: Mapping[str, Any], stage
         return [k for k in ours if k in saved and k != "vocab" and saved[k] != ours[k]
                 and (keys is None or k in keys)]
 
-    arch = differ(NET_ARGS)
+    arch = differ(ARCHITECTURE_FIELDS)
     if arch:
         raise another_model(path, [f"{k}: {saved[k]!r} there, {ours[k]!r} here" for k in arch])
     rest = [k for k in differ() if k not in arch]
@@ -130,7 +121,8 @@ def check_matches(path: Path, ckpt: dict[str, Any], model: L.LightningModule, st
     saved, ours = ckpt["hyper_parameters"], model.hparams
     if list(saved["vocab"]) != list(ours["vocab"]):
         raise another_model(path, [f"vocabulary: {len(saved['vocab'])} tokens there, {len(ours['vocab'])} from the "
-                                   "data here"] + [f"{k}: {saved[k]!r} there, {ours[k]!r} here" for k in NET_ARGS
+                                   "data here"] + [f"{k}: {saved[k]!r} there, {ours[k]!r} here"
+                                                   for k in ARCHITECTURE_FIELDS
                                                    if k in saved and k in ours and saved[k] != ours[k]])
     compare(path, saved, ours, stage)
 
@@ -157,7 +149,7 @@ def resolve_last(trainer: L.Trainer, fitting: bool) -> tuple[Path, dict[str, Any
     skipped: list[str] = []
     for path in order:
         try:
-            ckpt = load_checked(path, fitting)
+            ckpt = read_checkpoint(path, resuming=fitting)
         except CheckpointError as e:
             skipped.append(str(e))
             continue
@@ -184,7 +176,7 @@ def newer_than_last(path: Path, ckpt: dict[str, Any], files: list[Path], preferr
         if other in preferred:
             continue
         try:
-            newer = load_checked(other, fitting)
+            newer = read_checkpoint(other, resuming=fitting)
         except CheckpointError:
             continue
         if newer.get("global_step", -1) > ckpt.get("global_step", -1):
@@ -214,7 +206,7 @@ def resolve(ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule,
     else:
         path = Path(ckpt_path)
         try:
-            ckpt = load_checked(path, fitting)
+            ckpt = read_checkpoint(path, resuming=fitting)
         except CheckpointError as e:
             raise CheckpointError(f"--ckpt_path {e}") from None
     check_matches(path, ckpt, model, stage)

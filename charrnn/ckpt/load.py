@@ -9,16 +9,24 @@ Three forms hold a model:
 - a torch-rnn checkpoint (``.t7``, written by torch-rnn's ``train.lua``): its ``nn.LanguageModel``
   read as data (:mod:`charrnn.ckpt.torch7`) and mapped onto our network (:mod:`charrnn.ckpt.torch_rnn`).
 
-:func:`load_model` takes any of them (an export may also be given by its directory).
+Each is read once, and checked as strictly whatever reads it: the vocabulary, the
+:class:`~charrnn.net_spec.Architecture` and the weights' names, shapes and dtypes must fit together
+(:func:`~charrnn.net_spec.check_weights`, before a network is built) and the weights must be finite.
+:func:`read_model` takes any of them (an export may also be given by its directory) and returns a
+:class:`LoadedModel`; :func:`read_checkpoint` returns a training checkpoint's dictionary itself, which
+resuming hands to Lightning.
+
+A checkpoint records its architecture under ``architecture`` (:data:`ARCHITECTURE_KEY`) beside the weights;
+one written before that key existed has it only among the hyperparameters, where it is read from then.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import pickle
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -28,11 +36,11 @@ from charrnn.ckpt import torch7, torch_rnn
 from charrnn.errors import UsageError
 from charrnn.files import check_readable, empty_file
 from charrnn.net import CharRNNNet
-from charrnn.net_spec import check_weights
+from charrnn.net_spec import ARCHITECTURE_FIELDS, Architecture, check_weights
 from charrnn.vocab import Vocab
 
-# Hyperparameters that shape the network (everything CharRNNNet takes but the vocabulary size).
-NET_ARGS = tuple(inspect.signature(CharRNNNet).parameters)[1:]
+ARCHITECTURE_KEY = "architecture"  # a checkpoint's Architecture (``asdict``), beside its state_dict
+RESUMABLE_KEYS = ("loops", "optimizer_states", "global_step")  # what a checkpoint needs to resume training
 EXPORT_FORMAT = "charrnn-export-1"
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_VOCAB = "vocab.json"
@@ -44,19 +52,18 @@ class CheckpointError(UsageError):
     """A checkpoint that cannot be used; the message names the file."""
 
 
-def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` of any checkpoint, with errors that name the file.
+def _torch_load(path: Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a checkpoint onto the CPU, with errors that name the file.
 
     ``weights_only=True`` is passed explicitly, so no environment variable can turn it off: a file
     holding code (a pickled object other than tensors and plain containers) is refused unexecuted.
     """
-    path = Path(path)
     if check_readable(path, "checkpoint", CheckpointError).st_size == 0:
         if (why := empty_file(path)) != "is empty":
             raise CheckpointError(f"checkpoint {path} {why}; give a checkpoint file")
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was not written completely")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"checkpoint {path} was refused: safe loading (weights_only) met something other "
                               "than tensors and plain containers, so the file is damaged or holds code "
@@ -89,9 +96,75 @@ def _check_exists(path: str | os.PathLike) -> None:
     check_readable(path, "checkpoint", CheckpointError, directory_ok=True)
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A charrnn training checkpoint, loaded safely (see :func:`load_checkpoint_file`), whose vocabulary,
-    architecture and weights are checked to fit together (:func:`charrnn.net_spec.check_weights`)."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model read from a file: the network (in eval mode), its vocabulary and architecture, and for a
+    torch-rnn checkpoint (or an export of one) what its training recorded (``origin``: iterations, last
+    validation loss and a one-line ``summary``, for messages and the server's description)."""
+
+    net: CharRNNNet
+    vocab: Vocab
+    architecture: Architecture
+    origin: dict[str, Any] | None = None
+
+
+class _Parts(NamedTuple):
+    """What a file holds, checked to fit together; the network is not built yet."""
+
+    vocab: Vocab
+    architecture: Architecture
+    weights: dict[str, torch.Tensor]
+    origin: dict[str, Any] | None
+
+
+def read_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """The model in a training checkpoint, an export (``model.safetensors`` or its directory) or a torch-rnn
+    ``.t7``, on ``device``, reading the file once.
+
+    Raises:
+        CheckpointError: the file is missing, damaged, unsafe or of no usable model; the message names it.
+    """
+    parts = _read(path)
+    what = f"{'export' if export_path(path) is not None else 'checkpoint'} {export_path(path) or path}"
+    try:
+        net = CharRNNNet(parts.architecture)
+        net.load_state_dict(parts.weights)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{what}: weights do not match its architecture: {e}") from None
+    return LoadedModel(net.to(device).eval(), parts.vocab, parts.architecture, parts.origin)
+
+
+def read_vocab(path: str | os.PathLike) -> Vocab:
+    """The vocabulary of a training checkpoint, an export, a torch-rnn .t7, or a torch-rnn/charrnn vocabulary
+    JSON (the model files checked as :func:`read_model` checks them)."""
+    if Path(path).suffix == ".json":
+        return Vocab.load(path)
+    return _read(path).vocab
+
+
+def read_checkpoint(path: str | os.PathLike, resuming: bool = False) -> dict[str, Any]:
+    """A charrnn training checkpoint's dictionary, loaded safely (``weights_only``) and checked as
+    :func:`read_model` checks it; with ``resuming``, it must also hold what training continues from (a
+    weights-only checkpoint does not)."""
+    ckpt, _ = _checkpoint(path)
+    missing = [k for k in RESUMABLE_KEYS if k not in ckpt] if resuming else []
+    if missing:
+        raise CheckpointError(f"checkpoint {path} cannot resume training: it has no {', '.join(missing)} "
+                              "(a weights-only checkpoint? start a new run from it with --model.init_from)")
+    return ckpt
+
+
+def _read(path: str | os.PathLike) -> _Parts:
+    _check_exists(path)
+    if (file := export_path(path)) is not None:
+        return _read_export(file)
+    if torch7.is_torch7(path):
+        return _read_torch7(path)
+    return _checkpoint(path)[1]
+
+
+def _checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], _Parts]:
+    """A training checkpoint's dictionary, and its parts checked to fit together."""
     _check_exists(path)
     if (file := export_path(path)) is not None and file.is_file():
         raise CheckpointError(f"checkpoint {path} is an export (weights only), not a training checkpoint: "
@@ -100,7 +173,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if torch7.is_torch7(path):
         raise CheckpointError(f"checkpoint {path} is a torch-rnn checkpoint: it holds weights, not a Lightning "
                               "training state to resume; start a run from it with --model.init_from")
-    ckpt = load_checkpoint_file(path, map_location)
+    ckpt = _torch_load(Path(path))
     if not isinstance(ckpt.get("state_dict"), dict) or not isinstance(ckpt.get("hyper_parameters"), dict):
         raise CheckpointError(f"checkpoint {path} is not a charrnn training checkpoint "
                               "(no state_dict/hyper_parameters)")
@@ -108,9 +181,25 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if "vocab" not in hp:
         raise CheckpointError(f"checkpoint {path} has no vocabulary in its hyperparameters")
     vocab = _vocab(path, hp["vocab"])
-    _check(f"checkpoint {path}", len(vocab), hp, {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
-                                                  if isinstance(k, str) and k.startswith("net.")})
-    return ckpt
+    what = f"checkpoint {path}"
+    saved = ckpt.get(ARCHITECTURE_KEY, hp)
+    architecture = _architecture(what, saved, len(vocab))
+    differ = [f"{k} {hp[k]!r} there, {getattr(architecture, k)!r} in its architecture" for k in ARCHITECTURE_FIELDS
+              if saved is not hp and k in hp and hp[k] != getattr(architecture, k)]
+    if differ:
+        raise CheckpointError(f"{what}: its hyperparameters contradict its saved architecture ({'; '.join(differ)}); "
+                              "the file is damaged")
+    weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
+               if isinstance(k, str) and k.startswith("net.")}
+    _check(what, architecture, weights)
+    return ckpt, _Parts(vocab, architecture, weights, None)
+
+
+def _architecture(what: str, saved: Any, vocab_size: int) -> Architecture:
+    try:
+        return Architecture.from_fields(saved, vocab_size)
+    except ValueError as e:
+        raise CheckpointError(f"{what}: {e}") from None
 
 
 def _vocab(path: str | os.PathLike, tokens: Any) -> Vocab:
@@ -122,7 +211,7 @@ def _vocab(path: str | os.PathLike, tokens: Any) -> Vocab:
         raise CheckpointError(f"checkpoint {path}: its vocabulary is not valid: {e}") from None
 
 
-def _check(what: str, vocab_size: int, args: dict[str, Any], weights: dict[str, Any]) -> None:
+def _check(what: str, architecture: Architecture, weights: dict[str, Any]) -> None:
     """:func:`check_weights` of tensors, or of the (shape, dtype) pairs an export's header gives."""
     try:
         stored = {}
@@ -130,7 +219,7 @@ def _check(what: str, vocab_size: int, args: dict[str, Any], weights: dict[str, 
             if not isinstance(v, torch.Tensor | _Header):
                 raise ValueError(f"its weight {k} is a {type(v).__name__}, not a tensor")
             stored[k] = (tuple(v.shape), v.dtype)
-        check_weights(vocab_size, args, stored)
+        check_weights(architecture, stored)
         bad = [k for k, v in weights.items() if isinstance(v, torch.Tensor) and not bool(torch.isfinite(v).all())]
         if bad:
             raise ValueError(f"weight {bad[0]} holds NaN or infinite values (training diverged, or the file is "
@@ -146,17 +235,6 @@ class _Header(NamedTuple):
     dtype: Any
 
 
-def _build(what: str, vocab: Vocab, net_args: dict[str, Any], weights: dict[str, torch.Tensor]) -> CharRNNNet:
-    """The network of weights checked by :func:`_check` (an export's by their header: their values here)."""
-    _check(what, len(vocab), net_args, weights)
-    try:
-        net = CharRNNNet(len(vocab), **{k: net_args[k] for k in NET_ARGS if k in net_args})
-        net.load_state_dict(weights)
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{what}: weights do not match its architecture: {e}") from None
-    return net
-
-
 def export_path(path: str | os.PathLike) -> Path | None:
     """The ``model.safetensors`` that ``path`` names (the file or its directory), or None if it is no export."""
     if not os.fspath(path):
@@ -167,109 +245,50 @@ def export_path(path: str | os.PathLike) -> Path | None:
     return path if path.suffix == ".safetensors" else None
 
 
-def _export_metadata(file: Path) -> dict[str, str]:
-    """The metadata of export ``file``, checked to hold what a charrnn export holds."""
+def _read_export(file: Path) -> _Parts:
+    """Export ``file``: its metadata checked to hold what a charrnn export holds, the weights' shapes and
+    dtypes checked from the header, then the weights read, all through one opening of the file."""
     from safetensors import SafetensorError, safe_open
 
     if file.parent.is_dir() and not file.exists() and file.name == EXPORT_WEIGHTS:
         raise CheckpointError(f"checkpoint {file.parent} is a directory with no {EXPORT_WEIGHTS}: give a checkpoint "
                               "file (.ckpt, .t7) or an export's directory (write one with python -m charrnn.export)")
     check_readable(file, "export", CheckpointError)
+    what = f"export {file}"
     try:
         with safe_open(file, framework="pt") as f:
             meta = f.metadata() or {}
+            if meta.get("format") != EXPORT_FORMAT:
+                raise CheckpointError(f"{what} is not a charrnn export (metadata format {meta.get('format')!r}, "
+                                      f"expected {EXPORT_FORMAT!r})")
+            try:
+                vocab = Vocab(json.loads(meta["vocab"]))
+                saved = json.loads(meta["architecture"])
+                if not isinstance(saved, dict):
+                    raise ValueError("architecture is not a JSON object")
+                origin = json.loads(meta["origin"]) if "origin" in meta else None
+            except (KeyError, ValueError, TypeError, RecursionError) as e:
+                raise CheckpointError(f"{what}: its metadata has no readable vocabulary/architecture ({e})") from None
+            architecture = _architecture(what, saved, len(vocab))  # an export before vocab_size was saved lacks it
+            slices = {k: f.get_slice(k) for k in f.keys()}  # shapes and dtypes from the header; no weights read
+            _check(what, architecture, {k: _Header(tuple(t.get_shape()), _SAFETENSORS_DTYPES.get(t.get_dtype(),
+                                                                                                 t.get_dtype()))
+                                        for k, t in slices.items()})
+            weights = {k: f.get_tensor(k) for k in slices}
+    except CheckpointError:
+        raise
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"export {file} is damaged or not a safetensors file: {e}") from None
-    if meta.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"export {file} is not a charrnn export (metadata format {meta.get('format')!r}, "
-                              f"expected {EXPORT_FORMAT!r})")
-    try:
-        vocab = Vocab(json.loads(meta["vocab"]))
-        architecture = json.loads(meta["architecture"])
-        if not isinstance(architecture, dict):
-            raise ValueError("architecture is not a JSON object")
-    except (KeyError, ValueError, TypeError, RecursionError) as e:
-        raise CheckpointError(f"export {file}: its metadata has no readable vocabulary/architecture ({e})") from None
-    with safe_open(file, framework="pt") as f:  # shapes and dtypes from the header; no weights are read
-        slices = {k: f.get_slice(k) for k in f.keys()}
-        stored = {k: _Header(tuple(t.get_shape()), _SAFETENSORS_DTYPES.get(t.get_dtype(), t.get_dtype()))
-                  for k, t in slices.items()}
-    _check(f"export {file}", len(vocab), architecture, stored)
-    return meta
+        raise CheckpointError(f"{what} is damaged or not a safetensors file: {e}") from None
+    _check(what, architecture, weights)
+    return _Parts(vocab, architecture, weights, origin)
 
 
-def load_export(path: str | os.PathLike) -> tuple[CharRNNNet, Vocab]:
-    """The network and vocabulary of an export (``model.safetensors`` or its directory)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    file = export_path(path) or Path(path)
-    meta = _export_metadata(file)
-    try:
-        weights = load_file(file)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"export {file} is damaged: {e}") from None
-    vocab = Vocab(json.loads(meta["vocab"]))
-    return _build(f"export {file}", vocab, json.loads(meta["architecture"]), weights), vocab
-
-
-def load_torch7(path: str | os.PathLike) -> torch_rnn.TorchRNNModel:
+def _read_torch7(path: str | os.PathLike) -> _Parts:
     """A torch-rnn ``.t7`` checkpoint, mapped onto CharRNNNet (parsed as data: nothing in it runs)."""
     try:
-        return torch_rnn.read(path)
+        t7 = torch_rnn.read(path)
     except torch7.Torch7Error as e:
         sep = " " if str(e).startswith(("is ", "does ", "holds ")) else ": "
         raise CheckpointError(f"checkpoint {path}{sep}{e}") from None
-
-
-def origin(path: str | os.PathLike) -> dict[str, Any] | None:
-    """What the training of a torch-rnn checkpoint recorded (iterations, last validation loss), for
-    messages and the server's description (an export of one keeps it); None for any other model."""
-    _check_exists(path)
-    if (file := export_path(path)) is not None:
-        meta = _export_metadata(file)
-        return json.loads(meta["origin"]) if "origin" in meta else None
-    if not torch7.is_torch7(path):
-        return None
-    t7 = load_torch7(path)
-    return {**t7.origin, "summary": t7.describe()}
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CharRNNNet, Vocab]:
-    """The network (in eval mode, on ``device``) and vocabulary of a training checkpoint, an export or a
-    torch-rnn ``.t7``."""
-    _check_exists(path)
-    if export_path(path) is not None:
-        net, vocab = load_export(path)
-        return net.to(device).eval(), vocab
-    if torch7.is_torch7(path):
-        t7 = load_torch7(path)
-        net = _build(f"checkpoint {path}", t7.vocab, t7.architecture, t7.weights)
-        torch_rnn.forget()  # the network holds the weights now: no second copy stays in memory
-        return net.to(device).eval(), t7.vocab
-    ckpt = read_checkpoint(path)
-    hp = ckpt["hyper_parameters"]
-    vocab = Vocab(hp["vocab"])
-    weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    return _build(f"checkpoint {path}", vocab, hp, weights).to(device).eval(), vocab
-
-
-def model_spec(path: str | os.PathLike) -> tuple[dict[str, Any], Vocab]:
-    """The architecture (the ``NET_ARGS`` it records) and vocabulary of a training checkpoint, an export or a
-    torch-rnn ``.t7``."""
-    _check_exists(path)
-    if (file := export_path(path)) is not None:
-        meta = _export_metadata(file)
-        return json.loads(meta["architecture"]), Vocab(json.loads(meta["vocab"]))
-    if torch7.is_torch7(path):
-        t7 = load_torch7(path)
-        return dict(t7.architecture), t7.vocab
-    hp = read_checkpoint(path)["hyper_parameters"]
-    return {k: hp[k] for k in NET_ARGS if k in hp}, Vocab(hp["vocab"])
-
-
-def load_vocab(path: str | os.PathLike) -> Vocab:
-    """The vocabulary of a training checkpoint, an export, a torch-rnn .t7, or a torch-rnn/charrnn vocabulary JSON."""
-    if Path(path).suffix == ".json":
-        return Vocab.load(path)
-    return model_spec(path)[1]
+    _check(f"checkpoint {path}", t7.architecture, t7.weights)
+    return _Parts(t7.vocab, t7.architecture, t7.weights, {**t7.origin, "summary": t7.describe()})

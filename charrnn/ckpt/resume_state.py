@@ -39,7 +39,6 @@ def capture(trainer: L.Trainer | None, hidden: State | None) -> dict[str, Any]:
     return {
         "world_size": trainer.world_size if trainer is not None else 1,
         "hidden": None if hidden is None else [s.cpu() for s in state_tensors(hidden)],
-        "hidden_is_pair": hidden is not None and len(state_tensors(hidden)) == 2,  # LSTM's (h, c)
         "rng": get_rng_states(),
     }
 

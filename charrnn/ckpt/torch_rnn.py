@@ -16,7 +16,6 @@ The model's ``net`` is ``LookupTable -> (LSTM | VanillaRNN [-> View -> BatchNorm
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -30,6 +29,7 @@ import torchfile
 from torch import Tensor
 
 from charrnn.ckpt.torch7 import Torch7Error, parse, typename, what
+from charrnn.net_spec import Architecture
 from charrnn.vocab import Vocab
 
 
@@ -100,7 +100,7 @@ def _fold(weight: Tensor, bias: Tensor, affine: tuple[Tensor, Tensor] | None) ->
     return weight * scale, bias + weight @ shift
 
 
-def _map(model: Any) -> tuple[dict[str, Any], list[str], dict[str, Tensor]]:
+def _map(model: Any) -> tuple[Architecture, list[str], dict[str, Tensor]]:
     net = _field(model, "net")
     modules = _field(net, "modules") if typename(net) == "nn.Sequential" else None
     if not isinstance(modules, list) or not modules:
@@ -142,9 +142,11 @@ def _map(model: Any) -> tuple[dict[str, Any], list[str], dict[str, Tensor]]:
     vocab = _tokens(model, embed.size(0))
     if head_w.shape != (len(vocab), width):
         raise Torch7Error(f"its output layer is {tuple(head_w.shape)}, expected ({len(vocab)}, {width})")
-    architecture = {"model_type": kinds.pop(), "wordvec_size": embed.size(1), "rnn_size": sizes.pop(),
-                    "num_layers": layer, "dropout": dropouts.pop() if dropouts else 0.0,
-                    "layer_norm": False, "tie_weights": False}
+    try:
+        architecture = Architecture(len(vocab), kinds.pop(), embed.size(1), sizes.pop(), layer,
+                                    dropouts.pop() if dropouts else 0.0)
+    except ValueError as e:
+        raise Torch7Error(f"its network is not one charrnn builds: {e}") from None
     return architecture, vocab, {k: v.float().contiguous() for k, v in weights.items()}
 
 
@@ -163,16 +165,16 @@ def _tokens(model: Any, size: int) -> list[str]:
 
 @dataclass(frozen=True)
 class TorchRNNModel:
-    """A torch-rnn checkpoint mapped onto CharRNNNet: its arguments, vocabulary and state_dict."""
+    """A torch-rnn checkpoint mapped onto CharRNNNet: its architecture, vocabulary and state_dict."""
 
-    architecture: dict[str, Any]
+    architecture: Architecture
     vocab: Vocab
     weights: dict[str, Tensor]
     origin: dict[str, Any]
 
     def describe(self) -> str:
         a, o = self.architecture, self.origin
-        text = f"torch-rnn {a['model_type']} {a['num_layers']}x{a['rnn_size']}, {len(self.vocab)} tokens"
+        text = f"torch-rnn {a.model_type} {a.num_layers}x{a.rnn_size}, {len(self.vocab)} tokens"
         if "iterations" in o:
             text += f", {o['iterations']:,} iterations"
         if "val_loss" in o:
@@ -206,21 +208,10 @@ def _origin(path: Path, checkpoint: Any) -> dict[str, Any]:
 def read(path: str | os.PathLike) -> TorchRNNModel:
     """The torch-rnn model in ``path``. Raises Torch7Error (without the file name) when it is unusable."""
     path = Path(path)
-    stat = path.stat() if path.is_file() else None
-    return _read(path.resolve(), stat and (stat.st_mtime_ns, stat.st_size))
-
-
-def forget() -> None:
-    """Drops the model :func:`read` keeps for the next question about the same file."""
-    _read.cache_clear()
-
-
-@functools.lru_cache(maxsize=1)  # one command asks for the architecture, the vocabulary and the weights
-def _read(path: Path, version: Any) -> TorchRNNModel:
     checkpoint = parse(path)
     architecture, tokens, weights = _map(_language_model(checkpoint))
     try:
         vocab = Vocab(tokens)
     except ValueError as e:
         raise Torch7Error(f"its vocabulary is not usable: {e}") from None
-    return TorchRNNModel(architecture, vocab, weights, _origin(path, checkpoint))
+    return TorchRNNModel(architecture, vocab, weights, _origin(path.resolve(), checkpoint))

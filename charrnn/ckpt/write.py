@@ -11,13 +11,14 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from charrnn.ckpt.atomic import atomic_write
-from charrnn.ckpt.load import load_checkpoint_file
+from charrnn.ckpt.load import read_checkpoint
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
     """Saves through a temporary file in the target directory that is fsynced and then renamed over
     the target, so a kill during a save leaves the previous file intact; loads with
-    ``weights_only=True`` always, so resuming never runs code stored in a checkpoint.
+    ``weights_only=True`` always, so resuming never runs code stored in a checkpoint, and checks what it
+    loads as every reader does (:func:`~charrnn.ckpt.load.read_checkpoint`).
 
     Lightning's own save stages the file elsewhere and copies it (no fsync), and its load leaves
     ``weights_only`` to ``torch.load``'s default, which an environment variable can turn off.
@@ -45,4 +46,4 @@ class SafeCheckpointIO(TorchCheckpointIO):
         handed, self._handed = self._handed, None
         if handed is not None and handed[0] == Path(path).resolve():
             return handed[1]
-        return load_checkpoint_file(os.fspath(path), map_location="cpu")
+        return read_checkpoint(os.fspath(path))

@@ -1,4 +1,4 @@
-"""The model the server answers with: whatever :func:`charrnn.ckpt.load.load_model` reads."""
+"""The model the server answers with: whatever :func:`charrnn.ckpt.load.read_model` reads."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from charrnn.ckpt.load import load_model, origin
+from charrnn.ckpt.load import read_model
 from charrnn.net import CharRNNNet
 from charrnn.vocab import Vocab
 
@@ -24,12 +23,11 @@ class ServedModel:
     origin: dict[str, Any] | None = None  # what a torch-rnn checkpoint's training recorded
 
     def describe(self) -> dict[str, object]:
-        # Read from the modules, so any layout of the network (fused layers or one module per layer) works.
-        rnns = [m for m in self.net.modules() if isinstance(m, nn.RNNBase)]
+        architecture = self.net.architecture
         described: dict[str, object] = {
-            "model_type": type(rnns[0]).__name__.lower() if rnns else "unknown",
-            "num_layers": sum(m.num_layers for m in rnns),
-            "rnn_size": rnns[0].hidden_size if rnns else 0,
+            "model_type": architecture.model_type,
+            "num_layers": architecture.num_layers,
+            "rnn_size": architecture.rnn_size,
             "vocab_size": len(self.vocab),
             "byte_level": self.vocab.byte_level,
             "has_uppercase": any(t != t.lower() for t in self.vocab.tokens),
@@ -45,9 +43,7 @@ def load_served_model(path: str | os.PathLike, device: str | torch.device = "cpu
     Raises:
         CheckpointError: the file is missing or unusable; the message names it.
     """
-    described = origin(path)  # before load_model, which lets the parsed file go
-    net, vocab = load_model(path, torch.device(device))
-    net.eval()
-    for p in net.parameters():
+    model = read_model(path, torch.device(device))
+    for p in model.net.parameters():
         p.requires_grad_(False)
-    return ServedModel(net, vocab, str(path), described)
+    return ServedModel(model.net, model.vocab, str(path), model.origin)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from charrnn import precision
 from charrnn.kernel_choice import choose
 from charrnn.net import CharRNNNet, detach_state
+from charrnn.net_spec import Architecture
 
 SHAPE_KEYS = ("model.model_type", "model.wordvec_size", "model.rnn_size", "model.num_layers",
               "model.layer_norm", "model.tie_weights", "data.batch_size", "data.seq_length", "trainer.precision")
@@ -46,9 +47,10 @@ def precision_of(config: Mapping[str, Any], vocab_size: int) -> str:
 
 def network(config: Mapping[str, Any], vocab_size: int) -> CharRNNNet:
     """The trial's network, as ``fit`` would build it from ``config``."""
-    return CharRNNNet(vocab_size, config["model.model_type"], int(config["model.wordvec_size"]),
-                      int(config["model.rnn_size"]), int(config["model.num_layers"]), float(config["model.dropout"]),
-                      bool(config.get("model.layer_norm")), bool(config.get("model.tie_weights")))
+    return CharRNNNet(Architecture(vocab_size, config["model.model_type"], int(config["model.wordvec_size"]),
+                                   int(config["model.rnn_size"]), int(config["model.num_layers"]),
+                                   float(config["model.dropout"]), bool(config.get("model.layer_norm")),
+                                   bool(config.get("model.tie_weights"))))
 
 
 def shape_key(config: Mapping[str, Any]) -> str:

@@ -19,8 +19,9 @@ import yaml
 from optuna.trial import TrialState
 
 from charrnn.corpus import Corpus
+from charrnn.data import vocab_of
 from charrnn.errors import UsageError
-from charrnn.net_spec import parameter_count
+from charrnn.net_spec import Architecture, parameter_count
 from charrnn.train_flags import check_model_flags
 from charrnn.tune import budget, report, trial
 from charrnn.tune.space import Space, load_space
@@ -136,7 +137,7 @@ class Search:
         steps = budget.steps_for(self.args.train_budget, step_s, self.space.reports)
         for k, v in {"flags": flags, "max_steps": steps, "val_check_interval": steps // self.space.reports,
                      "seconds_per_step": step_s, "precision": config["trainer.precision"],
-                     "parameters": parameter_count(self.vocab_size, hp)}.items():
+                     "parameters": parameter_count(Architecture.from_fields(hp, self.vocab_size))}.items():
             t.set_user_attr(k, v)
         return steps
 
@@ -198,7 +199,8 @@ def _main(args: argparse.Namespace, extra: list[str], argv: list[str] | None) ->
     out = args.out or Path("tune") / name
     command = "python -m charrnn.tune " + shlex.join(sys.argv[1:] if argv is None else argv)
     base = resolved_config(args.config, extra)
-    vocab_size = len(Corpus(**{k: base[f"data.{k}"] for k in CORPUS_ARGS}).vocab)
+    vocab_size = len(Corpus(**{k: base[f"data.{k}"] for k in CORPUS_ARGS},
+                            fixed_vocab=vocab_of(base["data.vocab_from"])).vocab)
     url = storage_url(args.storage, out)
     worker = worker_name(args.worker)
     # Each worker's sampler draws its own numbers: with one seed, workers would try the same settings.
