@@ -118,6 +118,8 @@ def check_config_text(text: str, name: str, groups: tuple[str, ...]) -> None:
     except RecursionError:
         raise UsageError(f"{name} is nested too deeply") from None
     except yaml.YAMLError as e:  # jsonargparse would print its usage and a message without the file's name
+        if "nesting depth" in str(getattr(e, "problem", "")):  # libyaml's own limit, where its build has one
+            raise UsageError(f"{name} is nested too deeply") from None
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         said = [getattr(e, "context", None), getattr(e, "problem", None)]

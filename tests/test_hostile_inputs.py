@@ -240,8 +240,7 @@ def test_a_billion_laughs_config_is_refused_at_once(work):
     (b"a: &a [*a]\n", "--config bad.yaml has an alias inside the value it names"),
     (b'model: !!python/object/apply:os.system ["echo pwned"]\n', "--config bad.yaml is not valid YAML: could not "
      "determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system' (line 1, column 8)"),
-    (b"model: " + b"[" * 5000 + b"]" * 5000 + b"\n", "--config bad.yaml is not valid YAML: while increasing flow "
-     "level, exceeded maximum nesting depth"),
+    (b"model: " + b"[" * 5000 + b"]" * 5000 + b"\n", "--config bad.yaml is nested too deeply"),
     (b"---\nseed_everything: 1\n---\nseed_everything: 2\n", "--config bad.yaml is not valid YAML: expected a single "
      "document in the stream, but found another document (line 3, column 1)"),
     (b"model: {rnn_size: 8\n", "--config bad.yaml is not valid YAML"),
@@ -249,6 +248,23 @@ def test_a_billion_laughs_config_is_refused_at_once(work):
 def test_config_mistakes_are_one_line_naming_the_file(work, capsys, text, words):
     (work / "bad.yaml").write_bytes(text)
     assert words in train_error(capsys, "--config", "bad.yaml")
+
+
+def test_libyaml_s_nesting_limit_reads_as_python_s(monkeypatch):
+    """Where PyYAML's libyaml has a nesting limit, it stops a deep file before Python's recursion limit does; the
+    user reads the same line either way."""
+    import yaml
+
+    from charrnn import config_file
+    from charrnn.errors import UsageError
+
+    def libyaml_limit(*args, **kwargs):
+        raise yaml.scanner.ScannerError("while increasing flow level", None, "exceeded maximum nesting depth", None)
+
+    monkeypatch.setattr(config_file.yaml, "load", libyaml_limit)
+    with pytest.raises(UsageError) as e:
+        config_file.check_config_text("model: {}", "--config deep.yaml", ("model",))
+    assert str(e.value) == "--config deep.yaml is nested too deeply"
 
 
 def test_a_config_that_is_no_file_is_refused(work, capsys, fifo):
