@@ -8,12 +8,14 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveInt
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from charrnn.ckpt import resume_state
 from charrnn.ckpt.load import CheckpointError, load_model
 from charrnn.errors import UsageError
+from charrnn.flag_ranges import FiniteNonNegativeFloat, FinitePositiveFloat, HalfOpenUnitInterval
 from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
 from charrnn.lightning_private import attached_trainer, logger_writes_this_step
 from charrnn.net import CharRNNNet, ModelType, State, detach_state, zero_some_rows
@@ -58,21 +60,21 @@ class CharRNN(L.LightningModule):
         self,
         vocab: list[str],
         model_type: ModelType = "lstm",
-        wordvec_size: int = 64,
-        rnn_size: int = 128,
-        num_layers: int = 2,
-        dropout: float = 0.0,
+        wordvec_size: PositiveInt = 64,
+        rnn_size: PositiveInt = 128,
+        num_layers: PositiveInt = 2,
+        dropout: ClosedUnitInterval = 0.0,
         layer_norm: bool = False,
         tie_weights: bool = False,
-        weight_drop: float = 0.0,
-        learning_rate: float = 2e-3,
-        weight_decay: float = 0.0,
+        weight_drop: HalfOpenUnitInterval = 0.0,
+        learning_rate: FiniteNonNegativeFloat = 2e-3,
+        weight_decay: FiniteNonNegativeFloat = 0.0,
         lr_schedule: Literal["step", "cosine", "constant"] = "step",
-        lr_decay_every: int = 5,
-        lr_decay_factor: float = 0.5,
-        warmup_steps: int = 0,
-        min_lr_ratio: float = 0.1,
-        state_reset_prob: float = 0.0,
+        lr_decay_every: PositiveInt = 5,
+        lr_decay_factor: FinitePositiveFloat = 0.5,
+        warmup_steps: NonNegativeInt = 0,
+        min_lr_ratio: ClosedUnitInterval = 0.1,
+        state_reset_prob: ClosedUnitInterval = 0.0,
         init_from: str | None = None,
         cuda_graph: bool = False,
     ) -> None:
