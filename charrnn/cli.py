@@ -17,13 +17,13 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from charrnn import callbacks, hints, precision, predictions
+from charrnn import callbacks, finetune, hints, precision, predictions
 from charrnn.ckpt import find
 from charrnn.ckpt.atomic import NoSpaceError
-from charrnn.ckpt.load import CheckpointError, model_spec, origin
+from charrnn.ckpt.load import CheckpointError
 from charrnn.ckpt.run_directory import RunDirectory
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.config_file import check_config_args
@@ -126,28 +126,8 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
                 cfg.model[k] = v
 
     def before_instantiate_classes(self) -> None:
-        """Fine-tuning: ``--model.init_from`` brings its architecture and (unless ``--data.vocab_from``
-        says otherwise) its vocabulary, so one flag is enough."""
         cfg = self._subconfig()
-        init = cfg.model.get("init_from")
-        if not init:
-            return
-        try:
-            architecture, _ = model_spec(init)
-            source = origin(init)
-        except CheckpointError as e:
-            raise CheckpointError(f"--model.init_from {e}") from None
-        if source is not None:
-            rank_zero_info(f"--model.init_from {init}: {source['summary']}")
-        if not cfg.data.get("vocab_from"):
-            cfg.data.vocab_from = init
-        changed = [f"{k}={v!r} (config: {cfg.model[k]!r})" for k, v in architecture.items()
-                   if k in cfg.model and cfg.model[k] != v]
-        for k, v in architecture.items():
-            if k in cfg.model:
-                cfg.model[k] = v
-        if changed:
-            rank_zero_info(f"--model.init_from {init}: architecture taken from it: {', '.join(changed)}")
+        finetune.take_architecture(cfg.model, cfg.data)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Saves through SafeCheckpointIO unless the config names another CheckpointIO plugin; RunDirectory
@@ -157,10 +137,8 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(SafeCheckpointIO())
         config = {**self._subconfig(self.config_init).get("trainer", {}), **kwargs, "plugins": plugins}
-        if not self.model.hparams.cuda_graph:  # the graph step is float32 (checked in CharRNN)
-            chosen = precision.settle(config, self.model.net, self.datamodule.batch_size, self.datamodule.seq_length,
-                                      fitting=self.subcommand == "fit")
-            config["precision"] = chosen or config.get("precision")
+        config["precision"] = precision.for_run(config, self.model, self.datamodule.batch_size,
+                                                self.datamodule.seq_length, fitting=self.subcommand == "fit")
         trainer = build_trainer(self, config, self._group_callbacks(config))
         run_directory = RunDirectory()
         trainer.callbacks.insert(0, run_directory)

@@ -13,8 +13,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from charrnn.ckpt import resume_state
-from charrnn.ckpt.load import CheckpointError, load_model
+from charrnn.ckpt.load import CheckpointError
 from charrnn.errors import UsageError
+from charrnn.finetune import initial_weights
 from charrnn.flag_ranges import FiniteNonNegativeFloat, FinitePositiveFloat, HalfOpenUnitInterval
 from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
 from charrnn.lightning_private import attached_trainer, logger_writes_this_step
@@ -218,15 +219,9 @@ class CharRNN(L.LightningModule):
     on_test_start = on_predict_start = on_validation_start
 
     def init_weights_from(self, path: str) -> None:
+        state = initial_weights(path, self.vocab)
         try:
-            net, vocab = load_model(path)
-        except CheckpointError as e:
-            raise CheckpointError(f"--model.init_from {e}") from None
-        if vocab != self.vocab:
-            raise CheckpointError(f"--model.init_from {path}: its vocabulary ({len(vocab)} tokens) is not the data's "
-                                  f"({len(self.vocab)} tokens); encode the corpus with it (--data.vocab_from {path})")
-        try:
-            self.net.load_state_dict(net.state_dict())
+            self.net.load_state_dict(state)
         except RuntimeError as e:
             raise CheckpointError(f"--model.init_from {path}: its architecture differs from --model's: {e}") from None
 
