@@ -9,15 +9,13 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveInt
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from charrnn.ckpt import resume_state
 from charrnn.ckpt.load import CheckpointError
-from charrnn.errors import UsageError
 from charrnn.finetune import initial_weights
 from charrnn.flag_ranges import FiniteNonNegativeFloat, FinitePositiveFloat, HalfOpenUnitInterval
-from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
+from charrnn.graph_step import GraphTraining
 from charrnn.lightning_private import attached_trainer, logger_writes_this_step
 from charrnn.net import CharRNNNet, ModelType, State, detach_state, zero_some_rows
 from charrnn.train_flags import check_model_flags
@@ -53,8 +51,9 @@ class CharRNN(L.LightningModule):
         init_from: a checkpoint or export whose weights a new run starts from (fine-tuning); its
             architecture and vocabulary must match (the CLI takes both from it). Not used on resume.
         cuda_graph: run each training step (forward, backward, clipping, optimizer update) as one
-            replayed CUDA graph (:mod:`charrnn.graph_step`): several times faster for small models on
-            a GPU. One GPU, ``--trainer.precision 32-true``; without CUDA the step runs uncaptured.
+            replayed CUDA graph (:mod:`charrnn.graph_step`): faster on a GPU for small models, whose steps
+            wait on kernel launches. One GPU, ``--trainer.precision 32-true``; without CUDA the step runs
+            uncaptured.
     """
 
     def __init__(
@@ -89,7 +88,8 @@ class CharRNN(L.LightningModule):
         # Carried across batches; a plain attribute, never a buffer (DDP would broadcast rank 0's).
         self.hidden: State | None = None
         self._resume: dict[str, Any] | None = None
-        self._graph: GraphStep | None = None
+        # --model.cuda_graph: the step, backward and update in one captured graph (graph_step.py)
+        self.graph = GraphTraining(state_reset_prob) if cuda_graph else None
         self._initialised = False  # init_from's weights are loaded (once per process)
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -107,13 +107,13 @@ class CharRNN(L.LightningModule):
 
     def _logger_writes_this_step(self) -> bool:
         """Whether Lightning hands this training step's metrics to the logger. What only the logger reads
-        (bits per character, the gradient norm) is computed on those steps alone: self.log costs about 0.25 ms."""
+        (bits per character, the gradient norm) is computed on those steps alone, as each self.log has a cost."""
         return attached_trainer(self) is not None and logger_writes_this_step(self.trainer)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if batch_idx == 0:  # a new epoch; a resumed one continues at batch_idx > 0 with the restored state
             self.hidden = None
-        if self.hparams.cuda_graph:
+        if self.graph is not None:
             return self._graph_step(batch)
         if self.hidden is not None and self.hparams.state_reset_prob > 0:
             self.hidden = zero_some_rows(self.hidden, self.hparams.state_reset_prob)
@@ -121,47 +121,32 @@ class CharRNN(L.LightningModule):
         self._log_loss("train", loss)
         return loss
 
-    # ---- --model.cuda_graph: the whole step in training_step, so Lightning's own parts stand aside ----
     def _graph_step(self, batch: tuple[Tensor, Tensor]) -> Tensor:
-        optimizer = self.optimizers(use_pl_optimizer=False)
-        if self._graph is None or self._graph.optimizer is not optimizer:
-            clip = self.trainer.gradient_clip_val
-            algorithm = self.trainer.gradient_clip_algorithm or "norm"
-            self._graph = GraphStep(self.net, optimizer, batch, self.net.zero_state(batch[0].size(0)),
-                                    Clip(float(clip), algorithm) if clip else None, self.hparams.state_reset_prob)
-        loss, grad_norm = self._graph(batch, self.hidden)
-        self.hidden = self._graph.state
-        loss = loss.clone()  # the graph's output tensor is overwritten by the next step
+        """The training step of ``--model.cuda_graph``: the weights are updated when it returns."""
+        loss, grad_norm, self.hidden = self.graph.step(self.trainer, self.net, self.optimizers(use_pl_optimizer=False),
+                                                       batch, self.hidden)
         self._log_loss("train", loss)
         if self._logger_writes_this_step():
-            self.log("train/grad_norm", grad_norm.clone())
+            self.log("train/grad_norm", grad_norm)
         return loss
 
+    # Lightning's backward, gradient zeroing and update, which the graph step has done itself (its gradients
+    # live in the graph's memory: never set to None).
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
-        if not self.hparams.cuda_graph:
-            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        optimizer_closure()  # runs training_step, which has updated the weights
+        if self.graph is not None:
+            return optimizer_closure()  # runs training_step
+        return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any) -> None:
-        if not self.hparams.cuda_graph:  # the graph's gradients live in its memory: never set them to None
+        if self.graph is None:
             super().optimizer_zero_grad(epoch, batch_idx, optimizer)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
-        if not self.hparams.cuda_graph:  # done inside the step
+        if self.graph is None:
             super().backward(loss, *args, **kwargs)
 
-    def _check_graph_setup(self) -> None:
-        trainer = self.trainer
-        if trainer.world_size > 1:
-            raise UsageError(f"--model.cuda_graph true trains on one device; this run has {trainer.world_size}")
-        if trainer.precision != "32-true":
-            raise UsageError(f"--model.cuda_graph true needs --trainer.precision 32-true (not {trainer.precision})")
-        if trainer.accumulate_grad_batches != 1:
-            raise UsageError("--model.cuda_graph true updates the weights every step: "
-                             "leave --trainer.accumulate_grad_batches at 1")
-        if self.device.type != "cuda":
-            rank_zero_warn(f"--model.cuda_graph true: the model is on {self.device.type}, so the step runs "
-                           "uncaptured (CUDA graphs need a GPU)")
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [self.graph] if self.graph is not None else []
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, self.eval_hidden = self._step(batch, self.eval_hidden)
@@ -201,8 +186,6 @@ class CharRNN(L.LightningModule):
 
     # ---- fine-tuning and exact resume ---------------------------------------------------------------
     def on_fit_start(self) -> None:
-        if self.hparams.cuda_graph:
-            self._check_graph_setup()
         self._init_once()
 
     def _init_once(self) -> None:
@@ -228,8 +211,6 @@ class CharRNN(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[resume_state.KEY] = resume_state.capture(attached_trainer(self), self.hidden)
         checkpoint["best_val_loss"] = self.best_val_loss  # hp_metric goes on from it after a resume
-        if self._graph is not None and "optimizer_states" in checkpoint:
-            checkpoint["optimizer_states"] = [portable_optimizer_state(s) for s in checkpoint["optimizer_states"]]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resume = checkpoint.get(resume_state.KEY)
@@ -242,7 +223,7 @@ class CharRNN(L.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return shapes)
         hp = self.hparams
-        # The fused kernel updates all weights at once: 0.3 instead of 2 ms per step for the 2x256 LSTM on a CPU.
+        # The fused kernel updates all weights at once, in one launch instead of one per weight.
         # Lightning refuses gradient clipping with it under mixed precision (it unscales internally).
         mixed = attached_trainer(self) is not None and "mixed" in str(self.trainer.precision)
         fused = not mixed and all(p.device.type in ("cpu", "cuda", "mps") for p in self.parameters())

@@ -1,8 +1,8 @@
 """``--trainer.precision`` on a CPU: measured, not assumed.
 
 ``fit`` with no precision given times the model's own training pass in ``32-true`` and ``bf16-mixed``
-on this CPU at start (about a second) and trains in the faster one: bfloat16 wins where the CPU
-multiplies it natively (AVX-512 BF16, AMX) and loses several times over where it is emulated (AVX2).
+on this CPU at start (briefly) and trains in the faster one: bfloat16 wins where the CPU
+multiplies it natively (AVX-512 BF16, AMX) and loses where it is emulated (AVX2).
 A mixed precision that was asked for and is slower here is kept, with one line saying so. Where the CPU
 has no low-precision LSTM kernel, the LSTM layers run in float32 (:meth:`CharRNNNet._run`), also said.
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torchfile
 
-from charrnn import sample as sample_cli
+from charrnn import sample_cli
 from charrnn.ckpt.load import CheckpointError, load_model, model_spec, origin, read_checkpoint
 from charrnn.export import export
 from tests.helpers import ROOT, run_ok
