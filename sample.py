@@ -2,7 +2,7 @@
 
 import sys
 
-from charrnn.sample import main
+from charrnn.sample_cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,7 @@
     python bench/sample.py --rnn_size 256 --num_layers 2        # an untrained model of that shape
     python bench/sample.py --batches 1 50 --json out.json        # also the figures as JSON
 
-Uses charrnn.sampling.sample, the function sample.py, the training callback and the server share.
+Uses charrnn.sampling.stream_text, the function sample.py and the training callback share.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from charrnn.ckpt.load import read_model
 from charrnn.kernel_choice import cpu_description
 from charrnn.net import CharRNNNet
 from charrnn.net_spec import Architecture
-from charrnn.sampling import sample
+from charrnn.sampling import stream_text
 from charrnn.vocab import Vocab
 
 
@@ -46,11 +46,11 @@ def main() -> None:
     print(f"{'streams':>8}{'chars/s (all)':>15}{'chars/s per stream':>20}{'ms/step':>9}")
     rows = []
     for n in args.batches:
-        list(sample(net, vocab, "The ", 20, num_samples=n, seed=0))  # warm-up
+        list(stream_text(net, vocab, "The ", 20, num_samples=n, seed=0))  # warm-up
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         t = time.perf_counter()
-        for _ in sample(net, vocab, "The ", args.length, num_samples=n, seed=0):
+        for _ in stream_text(net, vocab, "The ", args.length, num_samples=n, seed=0):
             pass
         dt = time.perf_counter() - t
         print(f"{n:>8}{n * args.length / dt:>15,.0f}{args.length / dt:>20,.0f}{1000 * dt / args.length:>9.2f}")

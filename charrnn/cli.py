@@ -4,30 +4,32 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from jsonargparse import Namespace
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from charrnn import callbacks, hints, precision, predictions
+from charrnn import callbacks, finetune, hints, precision, predictions
 from charrnn.ckpt import find
 from charrnn.ckpt.atomic import NoSpaceError
-from charrnn.ckpt.load import CheckpointError, read_checkpoint, read_model
+from charrnn.ckpt.load import CheckpointError, read_checkpoint
 from charrnn.ckpt.run_directory import RunDirectory
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.config_file import check_config_args
 from charrnn.data import CharDataModule
 from charrnn.errors import UsageError
+from charrnn.flag_ranges import Seed
 from charrnn.lightning_private import (
     CLIWithOwnCheckpointSettings,
     build_trainer,
@@ -36,8 +38,7 @@ from charrnn.lightning_private import (
     version_left_to_lightning,
 )
 from charrnn.model import CharRNN
-from charrnn.net_spec import ARCHITECTURE_FIELDS
-from charrnn.train_flags import check_precision
+from charrnn.train_flags import check_trainer_flags
 
 # The always-present callbacks, each a group of flags and a YAML section of its own.
 GROUPS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
@@ -54,7 +55,31 @@ GROUPS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
 }
 
 
+class OneLineErrorParser(LightningArgumentParser):
+    """The parser, whose refusal of a value (jsonargparse says it over several lines) is one line naming the
+    flag: ``error: --data.batch_size: Not of type PositiveInt: 0 does not conform to restriction v>0``."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        super().error(one_line(message), ex)
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's ``Parser key "data.batch_size":`` and the lines below it as ``--data.batch_size: ...``."""
+    key = re.match(r'Parser key "([^"]+)":\s*', message)
+    if key:
+        message = f"--{key[1]}: {message[key.end():]}"
+    lines = (line.strip().removeprefix("- ") for line in message.splitlines())
+    left_out = ("Subtypes:", "Errors:", "Given value type:")  # a union's lists, which name Python's classes
+    return "; ".join(line for line in lines if line and not line.startswith(left_out))
+
+
 class CharRNNCLI(CLIWithOwnCheckpointSettings):
+    def add_default_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Lightning's ``--seed_everything``, with NumPy's range of seeds shown and checked."""
+        parser.add_argument("--seed_everything", type=bool | Seed, default=self.seed_everything_default,
+                            help="A whole number to seed every random generator with before the classes are made, "
+                                 "or true for a random one.")
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The vocabulary comes from the data, never from the config.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
@@ -75,7 +100,7 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         self._ckpt: dict[str, Any] | None = None
         path = self._subconfig().get("ckpt_path")
         find.refuse_special(path, self._subconfig().get("checkpoint"))
-        check_precision(self._subconfig().get("trainer"), self._subconfig().get("model"))
+        check_trainer_flags(self._subconfig().get("trainer"), self._subconfig().get("model"))
         if path and path != "last":
             try:
                 self._ckpt = read_checkpoint(path, resuming=self.config.get("subcommand") == "fit")
@@ -85,13 +110,6 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
             given = parser.parse_args(args, defaults=False) if not isinstance(args, (dict, Namespace)) else args
             given = given.get(given.subcommand) if given.get("subcommand") else given
             self._given_model = set((given.get("model") or Namespace()).keys())
-        accumulate = (self._subconfig().get("trainer") or {}).get("accumulate_grad_batches")
-        if isinstance(accumulate, int) and accumulate < 1:  # Lightning itself would divide by it
-            raise UsageError(f"--trainer.accumulate_grad_batches {accumulate}: give a whole number ≥1")
-        seed = self._subconfig().get("seed_everything")
-        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
-            raise UsageError(f"--seed_everything {seed}: give a whole number from 0 to {2**32 - 1} (what NumPy "
-                             "accepts), or true for a random one")
 
     def apply_checkpoint_settings(self) -> None:
         """``--ckpt_path FILE``: Lightning's CLI would replace every model setting with the checkpoint's,
@@ -108,28 +126,8 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
                 cfg.model[k] = v
 
     def before_instantiate_classes(self) -> None:
-        """Fine-tuning: ``--model.init_from`` brings its architecture and (unless ``--data.vocab_from``
-        says otherwise) its vocabulary, so one flag is enough."""
         cfg = self._subconfig()
-        init = cfg.model.get("init_from")
-        if not init:
-            return
-        try:
-            source = read_model(init)
-        except CheckpointError as e:
-            raise CheckpointError(f"--model.init_from {e}") from None
-        if source.origin is not None:
-            rank_zero_info(f"--model.init_from {init}: {source.origin['summary']}")
-        architecture = {k: getattr(source.architecture, k) for k in ARCHITECTURE_FIELDS}
-        if not cfg.data.get("vocab_from"):
-            cfg.data.vocab_from = init
-        changed = [f"{k}={v!r} (config: {cfg.model[k]!r})" for k, v in architecture.items()
-                   if k in cfg.model and cfg.model[k] != v]
-        for k, v in architecture.items():
-            if k in cfg.model:
-                cfg.model[k] = v
-        if changed:
-            rank_zero_info(f"--model.init_from {init}: architecture taken from it: {', '.join(changed)}")
+        finetune.take_architecture(cfg.model, cfg.data)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Saves through SafeCheckpointIO unless the config names another CheckpointIO plugin; RunDirectory
@@ -139,10 +137,8 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(SafeCheckpointIO())
         config = {**self._subconfig(self.config_init).get("trainer", {}), **kwargs, "plugins": plugins}
-        if not self.model.hparams.cuda_graph:  # the graph step is float32 (checked in CharRNN)
-            chosen = precision.settle(config, self.model.net, self.datamodule.batch_size, self.datamodule.seq_length,
-                                      fitting=self.subcommand == "fit")
-            config["precision"] = chosen or config.get("precision")
+        config["precision"] = precision.for_run(config, self.model, self.datamodule.batch_size,
+                                                self.datamodule.seq_length, fitting=self.subcommand == "fit")
         trainer = build_trainer(self, config, self._group_callbacks(config))
         run_directory = RunDirectory()
         trainer.callbacks.insert(0, run_directory)
@@ -247,6 +243,7 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
             save_config_kwargs={"overwrite": True},
             # Each rank reads its own streams (CharDataModule); a DistributedSampler would break them.
             trainer_defaults={"use_distributed_sampler": False},
+            parser_class=OneLineErrorParser,
             args=args,
         )
     except (UsageError, MisconfigurationException) as e:  # ours (CheckpointError included), and the Trainer's

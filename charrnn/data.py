@@ -9,6 +9,7 @@ import h5py
 import lightning as L
 import numpy as np
 import torch
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveInt
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -147,17 +148,17 @@ class CharDataModule(L.LightningDataModule):
         url: str | None = None,
         input_h5: str | None = None,
         input_json: str | None = None,
-        batch_size: int = 50,
-        seq_length: int = 50,
-        val_frac: float = 0.1,
-        test_frac: float = 0.1,
+        batch_size: PositiveInt = 50,
+        seq_length: PositiveInt = 50,
+        val_frac: ClosedUnitInterval = 0.1,
+        test_frac: ClosedUnitInterval = 0.1,
         encoding: str = "utf-8",
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         vocab_from: str | None = None,
         unknown: Literal["drop", "error"] = "drop",
     ) -> None:
         super().__init__()
-        check_data_flags(input_txt, input_h5, input_json, batch_size, seq_length, num_workers, encoding)
+        check_data_flags(input_txt, input_h5, input_json, num_workers, encoding)
         self.corpus = Corpus(input_txt, url, input_h5, input_json, val_frac, test_frac, encoding, vocab_from,
                              vocab_of(vocab_from), unknown, info=rank_zero_info, warn=rank_zero_warn)
         self.h5_path, self.json_path = self.corpus.h5_path, self.corpus.json_path

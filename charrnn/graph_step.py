@@ -16,10 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from charrnn.errors import UsageError
 from charrnn.net import State, map_state, state_tensors, zero_some_rows
 
 WARMUP = 3  # eager steps on a side stream before capture: lazy state (Adam's moments, cuDNN) is created
@@ -170,3 +173,50 @@ class GraphStep:
             torch.cuda.set_rng_state(saved["rng"], self.x.device)
         else:
             torch.set_rng_state(saved["rng"])
+
+
+class GraphTraining(L.Callback):
+    """CharRNN's training with ``--model.cuda_graph true``: what its hooks do instead of Lightning's own
+    backward, gradient zeroing and optimizer step, which stand aside because :meth:`step` does all three.
+
+    As a callback (CharRNN's ``configure_callbacks``) it refuses at the start of fit the settings a graph
+    cannot follow, and writes checkpoints whose optimizer state resumes with or without a graph.
+
+    Args:
+        reset_prob: ``state_reset_prob``: the chance per stream and step that its state is zeroed.
+    """
+
+    def __init__(self, reset_prob: float) -> None:
+        self.reset_prob = reset_prob
+        self.graph: GraphStep | None = None
+
+    def step(self, trainer: L.Trainer, net: nn.Module, optimizer: torch.optim.Optimizer,
+             batch: tuple[Tensor, Tensor], state: State | None) -> tuple[Tensor, Tensor, State]:
+        """Trains on ``batch`` from ``state`` (forward, backward, clipping, update); returns the loss, the
+        gradient norm before clipping and the state after the batch. The graph is captured at the first
+        step, and again when Lightning hands over another optimizer."""
+        if self.graph is None or self.graph.optimizer is not optimizer:
+            clip = trainer.gradient_clip_val
+            algorithm = trainer.gradient_clip_algorithm or "norm"
+            self.graph = GraphStep(net, optimizer, batch, net.zero_state(batch[0].size(0)),
+                                   Clip(float(clip), algorithm) if clip else None, self.reset_prob)
+        loss, grad_norm = self.graph(batch, state)
+        # The graph's output tensors are overwritten by the next step.
+        return loss.clone(), grad_norm.clone(), self.graph.state
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            raise UsageError(f"--model.cuda_graph true trains on one device; this run has {trainer.world_size}")
+        if trainer.precision != "32-true":
+            raise UsageError(f"--model.cuda_graph true needs --trainer.precision 32-true (not {trainer.precision})")
+        if trainer.accumulate_grad_batches != 1:
+            raise UsageError("--model.cuda_graph true updates the weights every step: "
+                             "leave --trainer.accumulate_grad_batches at 1")
+        if pl_module.device.type != "cuda":
+            rank_zero_warn(f"--model.cuda_graph true: the model is on {pl_module.device.type}, so the step runs "
+                           "uncaptured (CUDA graphs need a GPU)")
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        if self.graph is not None and "optimizer_states" in checkpoint:
+            checkpoint["optimizer_states"] = [portable_optimizer_state(s) for s in checkpoint["optimizer_states"]]

@@ -9,13 +9,14 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_warn
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveInt
 from torch import Tensor
 
 from charrnn.ckpt import resume_state
-from charrnn.ckpt.load import ARCHITECTURE_KEY, CheckpointError, read_model
-from charrnn.errors import UsageError
-from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
+from charrnn.ckpt.load import ARCHITECTURE_KEY, CheckpointError
+from charrnn.finetune import initial_weights
+from charrnn.flag_ranges import FiniteNonNegativeFloat, FinitePositiveFloat, HalfOpenUnitInterval
+from charrnn.graph_step import GraphTraining
 from charrnn.lightning_private import attached_trainer, logger_writes_this_step
 from charrnn.net import CharRNNNet, State, detach_state, zero_some_rows
 from charrnn.net_spec import ARCHITECTURE_FIELDS, Architecture, ModelType
@@ -56,29 +57,30 @@ class CharRNN(L.LightningModule):
         init_from: a checkpoint or export whose weights a new run starts from (fine-tuning); its
             architecture and vocabulary must match (the CLI takes both from it). Not used on resume.
         cuda_graph: run each training step (forward, backward, clipping, optimizer update) as one
-            replayed CUDA graph (:mod:`charrnn.graph_step`): several times faster for small models on
-            a GPU. One GPU, ``--trainer.precision 32-true``; without CUDA the step runs uncaptured.
+            replayed CUDA graph (:mod:`charrnn.graph_step`): faster on a GPU for small models, whose steps
+            wait on kernel launches. One GPU, ``--trainer.precision 32-true``; without CUDA the step runs
+            uncaptured.
     """
 
     def __init__(
         self,
         vocab: list[str],
         model_type: ModelType = Architecture.model_type,
-        wordvec_size: int = Architecture.wordvec_size,
-        rnn_size: int = Architecture.rnn_size,
-        num_layers: int = Architecture.num_layers,
-        dropout: float = Architecture.dropout,
+        wordvec_size: PositiveInt = Architecture.wordvec_size,
+        rnn_size: PositiveInt = Architecture.rnn_size,
+        num_layers: PositiveInt = Architecture.num_layers,
+        dropout: ClosedUnitInterval = Architecture.dropout,
         layer_norm: bool = Architecture.layer_norm,
         tie_weights: bool = Architecture.tie_weights,
-        weight_drop: float = Architecture.weight_drop,
-        learning_rate: float = 2e-3,
-        weight_decay: float = 0.0,
+        weight_drop: HalfOpenUnitInterval = Architecture.weight_drop,
+        learning_rate: FiniteNonNegativeFloat = 2e-3,
+        weight_decay: FiniteNonNegativeFloat = 0.0,
         lr_schedule: Literal["step", "cosine", "constant"] = "step",
-        lr_decay_every: int = 5,
-        lr_decay_factor: float = 0.5,
-        warmup_steps: int = 0,
-        min_lr_ratio: float = 0.1,
-        state_reset_prob: float = 0.0,
+        lr_decay_every: PositiveInt = 5,
+        lr_decay_factor: FinitePositiveFloat = 0.5,
+        warmup_steps: NonNegativeInt = 0,
+        min_lr_ratio: ClosedUnitInterval = 0.1,
+        state_reset_prob: ClosedUnitInterval = 0.0,
         init_from: str | None = None,
         cuda_graph: bool = False,
     ) -> None:
@@ -91,7 +93,8 @@ class CharRNN(L.LightningModule):
         # Carried across batches; a plain attribute, never a buffer (DDP would broadcast rank 0's).
         self.hidden: State | None = None
         self._resume: dict[str, Any] | None = None
-        self._graph: GraphStep | None = None
+        # --model.cuda_graph: the step, backward and update in one captured graph (graph_step.py)
+        self.graph = GraphTraining(state_reset_prob) if cuda_graph else None
         self._initialised = False  # init_from's weights are loaded (once per process)
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -115,7 +118,7 @@ class CharRNN(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if batch_idx == 0:  # a new epoch; a resumed one continues at batch_idx > 0 with the restored state
             self.hidden = None
-        if self.hparams.cuda_graph:
+        if self.graph is not None:
             return self._graph_step(batch)
         if self.hidden is not None and self.hparams.state_reset_prob > 0:
             self.hidden = zero_some_rows(self.hidden, self.hparams.state_reset_prob)
@@ -123,47 +126,32 @@ class CharRNN(L.LightningModule):
         self._log_loss("train", loss)
         return loss
 
-    # ---- --model.cuda_graph: the whole step in training_step, so Lightning's own parts stand aside ----
     def _graph_step(self, batch: tuple[Tensor, Tensor]) -> Tensor:
-        optimizer = self.optimizers(use_pl_optimizer=False)
-        if self._graph is None or self._graph.optimizer is not optimizer:
-            clip = self.trainer.gradient_clip_val
-            algorithm = self.trainer.gradient_clip_algorithm or "norm"
-            self._graph = GraphStep(self.net, optimizer, batch, self.net.zero_state(batch[0].size(0)),
-                                    Clip(float(clip), algorithm) if clip else None, self.hparams.state_reset_prob)
-        loss, grad_norm = self._graph(batch, self.hidden)
-        self.hidden = self._graph.state
-        loss = loss.clone()  # the graph's output tensor is overwritten by the next step
+        """The training step of ``--model.cuda_graph``: the weights are updated when it returns."""
+        loss, grad_norm, self.hidden = self.graph.step(self.trainer, self.net, self.optimizers(use_pl_optimizer=False),
+                                                       batch, self.hidden)
         self._log_loss("train", loss)
         if self._logger_writes_this_step():
-            self.log("train/grad_norm", grad_norm.clone())
+            self.log("train/grad_norm", grad_norm)
         return loss
 
+    # Lightning's backward, gradient zeroing and update, which the graph step has done itself (its gradients
+    # live in the graph's memory: never set to None).
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
-        if not self.hparams.cuda_graph:
-            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        optimizer_closure()  # runs training_step, which has updated the weights
+        if self.graph is not None:
+            return optimizer_closure()  # runs training_step
+        return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any) -> None:
-        if not self.hparams.cuda_graph:  # the graph's gradients live in its memory: never set them to None
+        if self.graph is None:
             super().optimizer_zero_grad(epoch, batch_idx, optimizer)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
-        if not self.hparams.cuda_graph:  # done inside the step
+        if self.graph is None:
             super().backward(loss, *args, **kwargs)
 
-    def _check_graph_setup(self) -> None:
-        trainer = self.trainer
-        if trainer.world_size > 1:
-            raise UsageError(f"--model.cuda_graph true trains on one device; this run has {trainer.world_size}")
-        if trainer.precision != "32-true":
-            raise UsageError(f"--model.cuda_graph true needs --trainer.precision 32-true (not {trainer.precision})")
-        if trainer.accumulate_grad_batches != 1:
-            raise UsageError("--model.cuda_graph true updates the weights every step: "
-                             "leave --trainer.accumulate_grad_batches at 1")
-        if self.device.type != "cuda":
-            rank_zero_warn(f"--model.cuda_graph true: the model is on {self.device.type}, so the step runs "
-                           "uncaptured (CUDA graphs need a GPU)")
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [self.graph] if self.graph is not None else []
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, self.eval_hidden = self._step(batch, self.eval_hidden)
@@ -203,8 +191,6 @@ class CharRNN(L.LightningModule):
 
     # ---- fine-tuning and exact resume ---------------------------------------------------------------
     def on_fit_start(self) -> None:
-        if self.hparams.cuda_graph:
-            self._check_graph_setup()
         self._init_once()
 
     def _init_once(self) -> None:
@@ -221,16 +207,9 @@ class CharRNN(L.LightningModule):
     on_test_start = on_predict_start = on_validation_start
 
     def init_weights_from(self, path: str) -> None:
+        state = initial_weights(path, self.vocab)
         try:
-            model = read_model(path)
-        except CheckpointError as e:
-            raise CheckpointError(f"--model.init_from {e}") from None
-        if model.vocab != self.vocab:
-            raise CheckpointError(f"--model.init_from {path}: its vocabulary ({len(model.vocab)} tokens) is not the "
-                                  f"data's ({len(self.vocab)} tokens); encode the corpus with it "
-                                  f"(--data.vocab_from {path})")
-        try:
-            self.net.load_state_dict(model.net.state_dict())
+            self.net.load_state_dict(state)
         except RuntimeError as e:
             raise CheckpointError(f"--model.init_from {path}: its architecture differs from --model's: {e}") from None
 
@@ -238,8 +217,6 @@ class CharRNN(L.LightningModule):
         checkpoint[ARCHITECTURE_KEY] = asdict(self.net.architecture)  # what readers build the network from
         checkpoint[resume_state.KEY] = resume_state.capture(attached_trainer(self), self.hidden)
         checkpoint["best_val_loss"] = self.best_val_loss  # hp_metric goes on from it after a resume
-        if self._graph is not None and "optimizer_states" in checkpoint:
-            checkpoint["optimizer_states"] = [portable_optimizer_state(s) for s in checkpoint["optimizer_states"]]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resume = checkpoint.get(resume_state.KEY)

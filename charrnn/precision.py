@@ -1,8 +1,8 @@
 """``--trainer.precision`` on a CPU: measured, not assumed.
 
 ``fit`` with no precision given times the model's own training pass in ``32-true`` and ``bf16-mixed``
-on this CPU at start (about a second) and trains in the faster one: bfloat16 wins where the CPU
-multiplies it natively (AVX-512 BF16, AMX) and loses several times over where it is emulated (AVX2).
+on this CPU at start (briefly) and trains in the faster one: bfloat16 wins where the CPU
+multiplies it natively (AVX-512 BF16, AMX) and loses where it is emulated (AVX2).
 A mixed precision that was asked for and is slower here is kept, with one line saying so. Where the CPU
 has no low-precision LSTM kernel, the LSTM layers run in float32 (:meth:`CharRNNNet._run`), also said.
 
@@ -13,13 +13,16 @@ environment, so every rank trains in the same precision.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from charrnn.kernel_choice import Choice, choose, cpu_description, lowp_lstm_runs, time_alternating
 from charrnn.net import CharRNNNet
+
+if TYPE_CHECKING:
+    from charrnn.model import CharRNN
 
 ENV = "CHARRNN_MEASURED_PRECISION"
 MIXED = {"bf16-mixed", "16-mixed", "bf16", "16"}  # on a CPU Lightning runs all four as bfloat16 autocast
@@ -73,6 +76,14 @@ def settle(trainer: dict[str, Any], net: CharRNNNet, batch_size: int, seq_length
         rank_zero_info(f"--trainer.precision {precision}: this CPU has no bfloat16 LSTM kernel (oneDNN's needs "
                        "AVX-512), so the LSTM layers run in float32 and the rest in bfloat16")
     return precision if given is None else None
+
+
+def for_run(trainer: dict[str, Any], model: CharRNN, batch_size: int, seq_length: int, fitting: bool) -> Any:
+    """The ``--trainer.precision`` a run trains ``model`` with: the given one, or on a CPU the measured one
+    (:func:`settle`). The CUDA-graph step keeps the given one: it runs in float32 (checked before)."""
+    if model.hparams.cuda_graph:
+        return trainer.get("precision")
+    return settle(trainer, model.net, batch_size, seq_length, fitting) or trainer.get("precision")
 
 
 def _measured(net: CharRNNNet, batch_size: int, seq_length: int) -> Choice | None:

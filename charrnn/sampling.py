@@ -1,4 +1,4 @@
-"""Text generation: the one sampling function used by sample.py, the training callback and the server."""
+"""Text generation: the sampling functions used by sample.py, the training callback and the server."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def encode_prime(vocab: Vocab, start_text: str) -> list[int]:
     return vocab.encode(kept)
 
 
-def sample(
+def stream_text(
     net: CharRNNNet,
     vocab: Vocab,
     start_text: str = "",
@@ -176,7 +176,7 @@ def sample(
         net.train(was_training)
 
 
-def sample_text(net: CharRNNNet, vocab: Vocab, start_text: str = "", length: int = 200, **kwargs) -> list[str]:
-    """The whole continuations of :func:`sample` (without the start text)."""
-    pieces: list[list[str]] = list(sample(net, vocab, start_text, length, **kwargs))
+def generate_text(net: CharRNNNet, vocab: Vocab, start_text: str = "", length: int = 200, **kwargs) -> list[str]:
+    """The whole continuations of :func:`stream_text` (without the start text)."""
+    pieces: list[list[str]] = list(stream_text(net, vocab, start_text, length, **kwargs))
     return ["".join(column) for column in zip(*pieces)] if pieces else [""] * kwargs.get("num_samples", 1)

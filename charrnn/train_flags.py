@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -24,18 +23,14 @@ def as_data_flags(e: PreprocessError) -> UsageError:
     return UsageError(re.sub(r"--(?!data\.)(\w+)\b", lambda m: f"--data.{flags.get(m[1], m[1])}", str(e)))
 
 
-def check_data_flags(input_txt: str | None, input_h5: str | None, input_json: str | None, batch_size: int,
-                     seq_length: int, num_workers: int, encoding: str) -> None:
-    """Refuses a missing or directory corpus, sizes below 1 (workers below 0) and an encoding that is not a
-    text encoding or ``bytes``."""
+def check_data_flags(input_txt: str | None, input_h5: str | None, input_json: str | None, num_workers: int,
+                     encoding: str) -> None:
+    """Refuses a missing or directory corpus, more workers than this machine can start and an encoding that
+    is not a text encoding or ``bytes`` (the plain ranges are in CharDataModule's signature)."""
     if not input_txt and not (input_h5 and input_json):
         raise UsageError("give --data.input_txt, or both --data.input_h5 and --data.input_json")
     if input_txt and (Path(input_txt).is_dir() or not Path(input_txt).name):
         raise UsageError(f"--data.input_txt {input_txt} is a directory; give the corpus's text file")
-    for flag, value, least in (("batch_size", batch_size, 1), ("seq_length", seq_length, 1),
-                               ("num_workers", num_workers, 0)):
-        if value < least:
-            raise UsageError(f"--data.{flag} {value}: give a whole number ≥{least}")
     if num_workers > MAX_PROCESSES:  # each is a process: a million would not start, they would hang the machine
         raise UsageError(f"--data.num_workers {num_workers}: give at most {MAX_PROCESSES} (4 per CPU here)")
     try:
@@ -52,27 +47,15 @@ def _memory_bytes() -> int | None:
 
 
 def check_model_flags(hp: Mapping[str, Any], vocab_size: int) -> None:
-    """Refuses hyperparameters that mean nothing, and a network whose float32 weights alone would not fit in
-    this machine's memory (``--model.num_layers 1000000000`` would otherwise hang while its layers are made).
+    """Refuses an architecture that means nothing (``tie_weights`` with two widths, and for a CharRNN built
+    in Python, sizes out of range) and a network whose float32 weights alone would not fit in this
+    machine's memory (``--model.num_layers 1000000000`` would otherwise hang while its layers are made).
+    The flags' plain ranges are in CharRNN's signature.
 
     Raises:
         UsageError: every flag at fault, in one line.
     """
     problems = [f"--model.{p}" for p in architecture_problems({k: hp[k] for k in hp if k != "vocab"})]
-
-    def ok(value: Any, low: float, high: float = math.inf, low_open: bool = False) -> bool:
-        return isinstance(value, int | float) and math.isfinite(value) and low <= value <= high and \
-            not (low_open and value == low)
-
-    for name, good, want in (("learning_rate", ok(hp["learning_rate"], 0), "≥0"),
-                             ("weight_decay", ok(hp["weight_decay"], 0), "≥0"),
-                             ("lr_decay_every", ok(hp["lr_decay_every"], 1), "a whole number ≥1"),
-                             ("lr_decay_factor", ok(hp["lr_decay_factor"], 0, low_open=True), ">0"),
-                             ("warmup_steps", ok(hp["warmup_steps"], 0), "a whole number ≥0"),
-                             ("min_lr_ratio", ok(hp["min_lr_ratio"], 0, 1), "in [0, 1]"),
-                             ("state_reset_prob", ok(hp["state_reset_prob"], 0, 1), "a probability in [0, 1]")):
-        if not good:
-            problems.append(f"--model.{name} {hp[name]!r} must be {want}")
     if problems:
         raise UsageError("; ".join(problems))
     count = parameter_count(Architecture.from_fields(hp, vocab_size))
@@ -94,6 +77,16 @@ def check_split_indices(indices: np.ndarray, vocab_size: int, what: str) -> None
 
 
 FLOAT32 = (None, "32-true", "32", 32)  # the spellings of the Trainer's float32 precision (None: not given)
+
+
+def check_trainer_flags(trainer: Mapping[str, Any] | None, model: Mapping[str, Any] | None) -> None:
+    """Refuses ``--trainer.*`` flags that Lightning's own types let through: an
+    ``accumulate_grad_batches`` below 1 (Lightning would divide by it) and a precision this run cannot
+    train with (:func:`check_precision`)."""
+    accumulate = (trainer or {}).get("accumulate_grad_batches")
+    if isinstance(accumulate, int) and accumulate < 1:
+        raise UsageError(f"--trainer.accumulate_grad_batches {accumulate}: give a whole number ≥1")
+    check_precision(trainer, model)
 
 
 def check_precision(trainer: Mapping[str, Any] | None, model: Mapping[str, Any] | None) -> None:

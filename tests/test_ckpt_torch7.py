@@ -15,7 +15,7 @@ import pytest
 import torch
 import torchfile
 
-from charrnn import sample as sample_cli
+from charrnn import sample_cli
 from charrnn.ckpt.load import CheckpointError, read_checkpoint, read_model
 from charrnn.export import export
 from charrnn.net_spec import Architecture

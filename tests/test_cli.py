@@ -125,6 +125,21 @@ def test_read_model_rebuilds_from_the_checkpoint_alone(debug_run):
     assert net.rnn.hidden_size == 32 and len(vocab) == net.head.out_features
 
 
+def test_flags_of_range_types_are_plain_numbers_in_the_checkpoint(tmp_path, monkeypatch):
+    """The parser gives a flag's value as its range type (a subclass of int or float); the checkpoint must
+    still hold plain numbers, which loading with weights_only and sample.py read without jsonargparse."""
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(["fit", "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+                    "--trainer.max_steps", "2", "--seed_everything", "3", "--data.batch_size", "4",
+                    "--model.rnn_size", "16", "--model.dropout", "0.1", "--model.learning_rate", "0.01",
+                    "--model.lr_decay_every", "2", "--model.min_lr_ratio", "0.5", "--model.weight_drop", "0.1"])
+    assert cli.model.hparams.rnn_size == 16 and cli.datamodule.batch_size == 4
+    saved = torch.load(tmp_path / "checkpoints" / "debug" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    assert saved["rnn_size"] == 16 and saved["learning_rate"] == 0.01
+    assert {type(v) for k, v in saved.items() if k != "vocab"} <= {int, float, str, bool, type(None)}
+
+
 def test_early_stopping_overlay_stops_a_run_that_no_longer_improves(tmp_path, monkeypatch):
     from lightning.pytorch.callbacks import EarlyStopping
 

@@ -17,7 +17,7 @@ import torch
 from charrnn.ckpt.load import read_checkpoint, read_model
 from charrnn.cli import cli_main
 from charrnn.events import read_scalars
-from charrnn.sampling import encode_prime, sample_text
+from charrnn.sampling import encode_prime, generate_text
 from tests.helpers import ROOT
 
 DEBUG = str(ROOT / "configs" / "debug.yaml")
@@ -60,7 +60,7 @@ def test_trains_resumes_and_samples(precision, cuda_graph, cuda_device, shakespe
     logits = {device: net(prime.to(device))[0][0, -1].float().cpu() for device, net in nets.items()}
     torch.testing.assert_close(logits[cuda_device], logits["cpu"], atol=2e-2, rtol=2e-2)  # cuDNN may use TF32
     for device, net in nets.items():
-        texts = sample_text(net, vocab, "First", 100, num_samples=2, seed=0)
+        texts = generate_text(net, vocab, "First", 100, num_samples=2, seed=0)
         assert [len(t) for t in texts] == [100, 100] and set("".join(texts)) <= set(vocab.tokens), device
 
     rates = [p.value for p in read_scalars(tmp_path / "lightning_logs" / "version_0")["train/chars_per_sec"]]

@@ -18,7 +18,7 @@ import torch
 
 from charrnn.cli import cli_main
 from charrnn.export import main as export_main
-from charrnn.sample import main as sample_main
+from charrnn.sample_cli import main as sample_main
 from charrnn.server.cli import main as serve_main
 from charrnn.vocab import Vocab
 from tests.helpers import ROOT, TINY_TEXT
@@ -296,7 +296,7 @@ def test_a_huge_num_samples_prints_its_first_samples_at_once(ckpt):
 
 
 def test_samples_beyond_one_batch_continue_one_random_stream(ckpt, capsys):
-    from charrnn.sample import SAMPLES_PER_BATCH
+    from charrnn.sample_cli import SAMPLES_PER_BATCH
 
     n = SAMPLES_PER_BATCH + 2
     assert sample_main(["--ckpt", str(ckpt), "--num_samples", str(n), "--length", "30", "--seed", "4"]) == 0

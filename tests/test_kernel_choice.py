@@ -14,6 +14,7 @@ import torch
 
 from charrnn import precision
 from charrnn.kernel_choice import Choice, choose, cpu_features, time_alternating
+from charrnn.model import CharRNN
 from charrnn.net import CharRNNNet
 from charrnn.net_spec import Architecture
 from charrnn.stepper import choose_products
@@ -96,6 +97,18 @@ def test_a_mixed_precision_that_is_slower_here_is_kept_with_a_word(monkeypatch, 
     lines = [r.getMessage() for r in caplog.records] + [str(w.message) for w in recwarn]
     warned = [line for line in lines if "measured" in line]
     assert (said is not None) == bool(warned) and (said is None or said in warned[0])
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_a_run_trains_with_the_measured_precision_and_a_graph_run_with_the_given(monkeypatch, cuda_graph):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv(precision.ENV, raising=False)
+    monkeypatch.setattr(precision, "step_seconds", lambda *a: {"32-true": 1.0, "bf16-mixed": 0.5})
+    model = CharRNN(vocab=list("abc"), model_type="gru", wordvec_size=8, rnn_size=16, num_layers=1,
+                    cuda_graph=cuda_graph)
+    chosen = precision.for_run({"accelerator": "cpu", "precision": None}, model, 4, 8, fitting=True)
+    assert chosen == (None if cuda_graph else "bf16-mixed")
+    assert precision.for_run({"accelerator": "cpu", "precision": "32-true"}, model, 4, 8, fitting=True) == "32-true"
 
 
 def test_ddp_processes_take_the_first_process_measurement(monkeypatch, caplog):

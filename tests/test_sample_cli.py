@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from charrnn.sample import main
+from charrnn.sample_cli import main
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import torch
 
 from charrnn.net import CharRNNNet
 from charrnn.net_spec import Architecture
-from charrnn.sampling import check_settings, generate, pick, sample, sample_text
+from charrnn.sampling import check_settings, generate, generate_text, pick, stream_text
 from charrnn.vocab import Vocab
 
 VOCAB = Vocab(list("abcdefgh \n"))
@@ -20,9 +20,9 @@ def net() -> CharRNNNet:
 
 
 def test_same_seed_same_text_other_seed_other_text(net):
-    a = sample_text(net, VOCAB, "abc", 200, seed=7)
-    assert a == sample_text(net, VOCAB, "abc", 200, seed=7)
-    assert a != sample_text(net, VOCAB, "abc", 200, seed=8)
+    a = generate_text(net, VOCAB, "abc", 200, seed=7)
+    assert a == generate_text(net, VOCAB, "abc", 200, seed=7)
+    assert a != generate_text(net, VOCAB, "abc", 200, seed=8)
     assert len(a[0]) == 200 and set(a[0]) <= set(VOCAB.tokens)
 
 
@@ -30,14 +30,14 @@ def test_seeded_sampling_leaves_the_global_generator_alone(net):
     torch.manual_seed(3)
     expected = torch.rand(1)
     torch.manual_seed(3)
-    sample_text(net, VOCAB, "a", 20, seed=1)
+    generate_text(net, VOCAB, "a", 20, seed=1)
     assert torch.equal(torch.rand(1), expected)
 
 
 def test_argmax_is_top_k_1_and_tiny_top_p(net):
-    greedy = sample_text(net, VOCAB, "ab", 50, temperature=0.0)
-    assert greedy == sample_text(net, VOCAB, "ab", 50, top_k=1, seed=1)
-    assert greedy == sample_text(net, VOCAB, "ab", 50, top_p=1e-6, seed=2)
+    greedy = generate_text(net, VOCAB, "ab", 50, temperature=0.0)
+    assert greedy == generate_text(net, VOCAB, "ab", 50, top_k=1, seed=1)
+    assert greedy == generate_text(net, VOCAB, "ab", 50, top_p=1e-6, seed=2)
 
 
 def test_pick_respects_top_k_and_top_p():
@@ -65,7 +65,7 @@ def test_meaningless_settings_are_refused_naming_them(net, settings, name):
     with pytest.raises(ValueError, match=f"^{name}: "):
         check_settings(**settings)
     with pytest.raises(ValueError, match=f"^{name}: "):
-        sample_text(net, VOCAB, "ab", 5, **settings)
+        generate_text(net, VOCAB, "ab", 5, **settings)
     if not isinstance(settings.get("temperature"), list):
         with pytest.raises(ValueError, match=f"^{name}: "):
             pick(torch.zeros(2, 4), **settings)
@@ -89,30 +89,30 @@ def test_per_row_temperature_zero_is_greedy():
 
 
 def test_batch_rows_match_single_runs_under_argmax(net):
-    batched = sample_text(net, VOCAB, "bead", 30, temperature=0.0, num_samples=3)
-    assert batched == sample_text(net, VOCAB, "bead", 30, temperature=0.0) * 3
+    batched = generate_text(net, VOCAB, "bead", 30, temperature=0.0, num_samples=3)
+    assert batched == generate_text(net, VOCAB, "bead", 30, temperature=0.0) * 3
 
 
 def test_streaming_yields_one_piece_per_step(net):
-    steps = list(sample(net, VOCAB, "a", 10, num_samples=2, seed=0))
+    steps = list(stream_text(net, VOCAB, "a", 10, num_samples=2, seed=0))
     assert len(steps) == 10 and all(len(s) == 2 for s in steps)
 
 
 def test_empty_prime_and_zero_length(net):
-    assert len(sample_text(net, VOCAB, "", 5, seed=0)[0]) == 5
-    assert sample_text(net, VOCAB, "abc", 0) == [""]
+    assert len(generate_text(net, VOCAB, "", 5, seed=0)[0]) == 5
+    assert generate_text(net, VOCAB, "abc", 0) == [""]
     assert list(generate(net, torch.zeros(1, 0, dtype=torch.long), 0)) == []
 
 
 def test_unknown_characters_warn_and_never_crash(net):
     with pytest.warns(UserWarning, match="'é'×2"):
-        text = sample_text(net, VOCAB, "éAé", 10, seed=0)  # "A" folds to "a"; "é" is left out
+        text = generate_text(net, VOCAB, "éAé", 10, seed=0)  # "A" folds to "a"; "é" is left out
     assert len(text[0]) == 10
 
 
 def test_restores_training_mode(net):
     net.train()
-    sample_text(net, VOCAB, "a", 3)
+    generate_text(net, VOCAB, "a", 3)
     assert net.training
 
 
@@ -120,5 +120,5 @@ def test_byte_vocabulary_streams_whole_characters():
     vocab = Vocab(["a", "[195]", "[169]"])
     torch.manual_seed(0)
     net = CharRNNNet(Architecture(len(vocab), "gru", 4, 8, 1))
-    text = sample_text(net, vocab, "é", 40, seed=3)[0]
+    text = generate_text(net, vocab, "é", 40, seed=3)[0]
     assert isinstance(text, str) and len(text) >= 1

@@ -19,7 +19,7 @@ from charrnn.export import main as export_main
 from charrnn.model import CharRNN
 from charrnn.net import CharRNNNet
 from charrnn.net_spec import ARCHITECTURE_FIELDS, Architecture, expected_shapes, parameter_count
-from charrnn.sample import main as sample_main
+from charrnn.sample_cli import main as sample_main
 
 VOCAB = list("abcdefgh \n")
 

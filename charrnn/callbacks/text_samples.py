@@ -8,7 +8,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from charrnn.ckpt.stop_checkpoint import stop_asked
 from charrnn.errors import UsageError
-from charrnn.sampling import check_settings, sample
+from charrnn.sampling import check_settings, stream_text
 
 
 def as_markdown_code(text: str) -> str:
@@ -46,7 +46,7 @@ class TextSamples(L.Callback):
         if not self.every_n_steps or step % self.every_n_steps:
             return
         pieces: list[str] = []
-        stream = sample(pl_module.net, pl_module.vocab, self.start_text, self.length,
+        stream = stream_text(pl_module.net, pl_module.vocab, self.start_text, self.length,
                         temperature=self.temperature, seed=self.seed + step)
         for (piece,) in stream:  # a character at a time, so that a stop asked meanwhile ends it within a second
             pieces.append(piece)

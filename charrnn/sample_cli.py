@@ -17,7 +17,7 @@ from charrnn.devices import parse_device
 from charrnn.errors import UsageError
 from charrnn.files import check_readable
 from charrnn.net import CharRNNNet
-from charrnn.sampling import SEED_MAX, SEED_MIN, check_settings, sample, sample_text
+from charrnn.sampling import SEED_MAX, SEED_MIN, check_settings, generate_text, stream_text
 from charrnn.vocab import Vocab
 
 MAX_START_FILE = 64 << 20  # bytes
@@ -103,7 +103,7 @@ def _write(args: argparse.Namespace, net: CharRNNNet, vocab: Vocab) -> int:
     if args.num_samples == 1:  # stream characters as they come
         if args.include_start:
             out.write(args.start_text)
-        for pieces in sample(net, vocab, args.start_text, args.length, **settings):
+        for pieces in stream_text(net, vocab, args.start_text, args.length, **settings):
             out.write(pieces[0])
             out.flush()
         out.write("\n")
@@ -116,7 +116,7 @@ def _write(args: argparse.Namespace, net: CharRNNNet, vocab: Vocab) -> int:
     done = 0
     while done < args.num_samples:
         settings["num_samples"] = min(SAMPLES_PER_BATCH, args.num_samples - done)
-        for text in sample_text(net, vocab, args.start_text, args.length, **settings):
+        for text in generate_text(net, vocab, args.start_text, args.length, **settings):
             done += 1
             out.write(f"===== sample {done} =====\n{args.start_text if args.include_start else ''}{text}\n")
         out.flush()
