@@ -126,14 +126,16 @@ def test_options_survive_a_checkpoint(tmp_path, layout):
 
 
 def test_the_model_flags_are_the_architectures_fields():
-    """CharRNN spells the Architecture's fields out for LightningCLI's --model.* flags: the same names,
-    types and defaults, in the same order."""
+    """CharRNN spells the Architecture's fields out for LightningCLI's --model.* flags: the same names and
+    defaults, in the same order, each typed as the field or as a range of it (``PositiveInt`` for ``int``)."""
     params = list(inspect.signature(CharRNN).parameters.values())[1:len(ARCHITECTURE_FIELDS) + 1]
     hints = typing.get_type_hints(CharRNN.__init__)
     fields = {f.name: f for f in dataclasses.fields(Architecture)}
     assert [p.name for p in params] == list(ARCHITECTURE_FIELDS)
     for p in params:
-        assert hints[p.name] == typing.get_type_hints(Architecture)[p.name] and p.default == fields[p.name].default
+        field = typing.get_type_hints(Architecture)[p.name]
+        assert p.default == fields[p.name].default
+        assert issubclass(hints[p.name], field) if field in (int, float) else hints[p.name] == field
 
 
 def test_best_val_loss_travels_in_the_checkpoint():
