@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from charrnn.ckpt.atomic import atomic_write
+from charrnn.atomic import atomic_write
 from charrnn.ckpt.load import load_vocab
 from charrnn.errors import MissingFileError, UsageError
 from charrnn.preprocess import PreprocessError, UnknownReport, made_with, preprocess, scan_sha256, vocab_digest

@@ -13,11 +13,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from charrnn.ckpt.stream_loader import ResumableLoader
 from charrnn.corpus import Corpus
 from charrnn.errors import UsageError
 from charrnn.files import check_readable
 from charrnn.lightning_private import batches_trained_this_epoch
+from charrnn.stream_loader import ResumableLoader
 from charrnn.train_flags import check_data_flags, check_split_indices
 
 

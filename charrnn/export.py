@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from charrnn import hints
-from charrnn.ckpt.atomic import atomic_write_all
+from charrnn.atomic import atomic_write_all
 from charrnn.ckpt.load import (
     EXPORT_FORMAT,
     EXPORT_VOCAB,

@@ -41,7 +41,7 @@ from typing import BinaryIO, TypeVar
 import h5py
 import numpy as np
 
-from charrnn.ckpt.atomic import fsync_dir, temp_name
+from charrnn.atomic import fsync_dir, temp_name
 from charrnn.errors import UsageError
 from charrnn.files import check_readable, empty_file
 from charrnn.units import CHUNK_BYTES, DecodeError, Piece, read_units
