@@ -1,5 +1,6 @@
-"""Lightning's ModelCheckpoint, with last.ckpt brought up to date when training ends, the best-model state in
-every checkpoint current, and groups that cannot write (and so delete) each other's files."""
+"""``UpToDateCheckpoint``: Lightning's ModelCheckpoint, with last.ckpt brought up to date when training ends,
+the best-model state in every checkpoint current, and groups that cannot write (and so delete) each other's
+files."""
 
 from __future__ import annotations
 
