@@ -51,6 +51,7 @@ COPY docker/entrypoint.sh /usr/local/bin/charrnn-entrypoint
 WORKDIR /app
 COPY train.py sample.py ./
 COPY configs ./configs
+COPY callbacks ./callbacks
 USER 1000:1000
 # Relative paths in the configs (checkpoints/..., lightning_logs/) land in the data directory.
 WORKDIR /data

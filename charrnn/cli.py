@@ -21,10 +21,10 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from charrnn import callbacks, finetune, hints, precision, predictions
+from charrnn.atomic import NoSpaceError
+from charrnn.callbacks.run_directory import RunDirectory
 from charrnn.ckpt import find
-from charrnn.ckpt.atomic import NoSpaceError
 from charrnn.ckpt.load import CheckpointError, read_checkpoint
-from charrnn.ckpt.run_directory import RunDirectory
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.config_file import check_config_args
 from charrnn.data import CharDataModule
@@ -43,13 +43,13 @@ from charrnn.train_flags import check_trainer_flags
 # The always-present callbacks, each a group of flags and a YAML section of its own.
 GROUPS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
     # step=N.ckpt every N steps, and last.ckpt; StopCheckpoint's interrupted.ckpt goes there too
-    "checkpoint": (callbacks.ModelCheckpoint, {"dirpath": "checkpoints", "filename": "step={step}",
-                                               "every_n_train_steps": 500, "save_top_k": -1, "save_last": True,
-                                               "auto_insert_metric_name": False}),
+    "checkpoint": (callbacks.UpToDateCheckpoint, {"dirpath": "checkpoints", "filename": "step={step}",
+                                                  "every_n_train_steps": 500, "save_top_k": -1, "save_last": True,
+                                                  "auto_insert_metric_name": False}),
     # the best by validation loss, in the same directory (the same class: its one addition needs save_last)
-    "best_checkpoints": (callbacks.ModelCheckpoint, {"filename": "best-step={step}-val_loss={val/loss:.4f}",
-                                                     "monitor": "val/loss", "save_top_k": 3,
-                                                     "auto_insert_metric_name": False}),
+    "best_checkpoints": (callbacks.UpToDateCheckpoint, {"filename": "best-step={step}-val_loss={val/loss:.4f}",
+                                                        "monitor": "val/loss", "save_top_k": 3,
+                                                        "auto_insert_metric_name": False}),
     "samples": (callbacks.TextSamples, {}),
     "divergence": (callbacks.DivergenceStop, {}),  # a loss gone non-finite or exploded stops the run, unsaved
 }

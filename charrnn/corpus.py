@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from charrnn.ckpt.atomic import atomic_write
+from charrnn.atomic import atomic_write
 from charrnn.errors import MissingFileError, UsageError
 from charrnn.preprocess import PreprocessError, PreprocessSettings, UnknownReport, preprocess
 from charrnn.preprocess.record import file_sha256, made_with, vocab_digest

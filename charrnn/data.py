@@ -15,11 +15,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from charrnn.ckpt.load import read_vocab
-from charrnn.ckpt.stream_loader import ResumableLoader
 from charrnn.corpus import Corpus
 from charrnn.errors import UsageError
 from charrnn.files import check_readable
 from charrnn.lightning_private import batches_trained_this_epoch
+from charrnn.stream_loader import ResumableLoader
 from charrnn.train_flags import check_data_flags, check_split_indices
 from charrnn.vocab import Vocab
 

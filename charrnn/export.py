@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from charrnn import hints
-from charrnn.ckpt.atomic import atomic_write_all
+from charrnn.atomic import atomic_write_all
 from charrnn.ckpt.load import EXPORT_FORMAT, EXPORT_VOCAB, EXPORT_WEIGHTS, CheckpointError, LoadedModel, read_model
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

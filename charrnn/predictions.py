@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from charrnn.ckpt.atomic import atomic_write
+from charrnn.atomic import atomic_write
 
 
 def stream_means(batches: Sequence[Tensor]) -> Tensor:

@@ -122,13 +122,13 @@ def wait_for(path: Path, step: int = 2) -> str:
 
 class DiskFullAt(L.Callback):
     """From optimizer step ``step`` on, every write of ``name`` fails as on a full disk (ENOSPC) after
-    part of the file is written: ``charrnn.ckpt.atomic``'s ``open`` is replaced in this process."""
+    part of the file is written: ``charrnn.atomic``'s ``open`` is replaced in this process."""
 
     def __init__(self, step: int, name: str = "last.ckpt") -> None:
         self.step, self.name = step, name
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        from charrnn.ckpt import atomic
+        from charrnn import atomic
 
         def open_(file: str | os.PathLike, mode: str = "r", *rest: object, **kwargs: object):  # noqa: ANN202
             f = open(file, mode, *rest, **kwargs)

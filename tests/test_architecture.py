@@ -94,3 +94,10 @@ def test_server_modules_know_nothing_of_training_and_only_the_web_modules_load_t
     if module not in WEB_MODULES:
         bad |= {m for m in reachable(module) if m in WEB}
     assert not bad, f"{module} (server) imports {sorted(bad)}"
+
+
+def test_the_package_reads_nothing_of_the_repositorys_setting_folders():
+    """configs/ and the top-level callbacks/ are the repository's, not the installed package's: charrnn-train
+    run outside the repository must not need them."""
+    named = {m for m, path in MODULES.items() if re.search(r"(?<![\w/.])(configs|callbacks)/", path.read_text())}
+    assert not named, f"these modules name a folder of the repository: {sorted(named)}"

@@ -50,6 +50,36 @@ def test_top_k_and_the_best_survive_resumes(tmp_path):
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
 
 
+# The keys a checkpoint written while charrnn.callbacks.UpToDateCheckpoint was called ModelCheckpoint holds
+# the two groups' states under (configs/debug.yaml's settings).
+OLD_KEYS = {
+    None: "ModelCheckpoint{'monitor': None, 'mode': 'min', 'every_n_train_steps': 10, 'every_n_epochs': 0, "
+          "'train_time_interval': None}",
+    "val/loss": "ModelCheckpoint{'monitor': 'val/loss', 'mode': 'min', 'every_n_train_steps': 0, "
+                "'every_n_epochs': 1, 'train_time_interval': None}",
+}
+
+
+def test_a_checkpoint_from_before_the_rename_resumes_its_best_state(tmp_path):
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    fit(tmp_path)
+    last = tmp_path / "checkpoints" / "debug" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["callbacks"] = {OLD_KEYS[v["monitor"]]: v for v in ckpt["callbacks"].values() if "best_k_models" in v}
+    assert len(ckpt["callbacks"]) == 2
+    torch.save(ckpt, last)
+    before = {Path(p).name for p in ckpt["callbacks"][OLD_KEYS["val/loss"]]["best_k_models"]}
+    assert len(before) == 2
+
+    proc = fit(tmp_path, "--trainer.max_steps", "40", "--ckpt_path", "last")
+    assert "Please add the following callbacks" not in proc.stderr  # every saved state found its callback
+    ckpts = tmp_path / "checkpoints" / "debug"
+    best = {p.name for p in ckpts.glob("best-*.ckpt")}
+    assert len(best) == 2, sorted(best)  # the restored top 2 competed with step 40's: none is left behind
+    assert {Path(p).name for p in best_state(ckpts / "last.ckpt")["best_k_models"]} == best
+    assert best - {n for n in best if n.startswith("best-step=40-")} <= before
+
+
 def test_periodic_checkpoints_hold_the_validation_of_their_own_step(tmp_path):
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
     fit(tmp_path, "--trainer.max_steps", "20")

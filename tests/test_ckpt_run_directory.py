@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from charrnn.ckpt.run_directory import DirectoryInUse, RunDirectory, claim_version
+from charrnn.callbacks.run_directory import DirectoryInUse, RunDirectory, claim_version
 from tests.resume_support import finish, fit_in, make_work, start, state, wait_for
 
 

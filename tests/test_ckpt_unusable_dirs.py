@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.ckpt.run_directory import RunDirectory, UnusableDirectory, move_aside
+from charrnn.callbacks.run_directory import RunDirectory, UnusableDirectory, move_aside
 from tests.helpers import ROOT, TINY_TEXT
 from tests.resume_support import DEBUG
 

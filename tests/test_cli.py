@@ -140,20 +140,6 @@ def test_flags_of_range_types_are_plain_numbers_in_the_checkpoint(tmp_path, monk
     assert {type(v) for k, v in saved.items() if k != "vocab"} <= {int, float, str, bool, type(None)}
 
 
-def test_early_stopping_overlay_stops_a_run_that_no_longer_improves(tmp_path, monkeypatch):
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
-    monkeypatch.chdir(tmp_path)
-    cli = cli_main(["fit", "--config", DEBUG, "--config", str(ROOT / "configs" / "early-stopping.yaml"),
-                    "--data.input_txt", "tiny.txt", "--data.url", "null",
-                    "--trainer.max_steps", "400", "--model.learning_rate", "0"])  # lr 0: val loss never improves
-    stoppers = [cb for cb in cli.trainer.callbacks if isinstance(cb, EarlyStopping)]
-    assert len(stoppers) == 1 and stoppers[0].monitor == "val/loss"
-    assert stoppers[0].stopped_epoch > 0 or cli.trainer.should_stop
-    assert cli.trainer.global_step == 50  # first validation + 4 without improvement, every 10 steps
-
-
 def test_last_checkpoint_is_current_when_max_steps_is_off_the_interval(tmp_path, monkeypatch):
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
     monkeypatch.chdir(tmp_path)

@@ -111,8 +111,8 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return [tuple(line.split(None, 1)) for line in lines]
 
 
-def test_container_paths_exist_in_the_image() -> None:
-    """Every /app/... file that a compose command names is copied into /app by the Dockerfile."""
+def copied_to_app() -> set[str]:
+    """What the Dockerfile copies from the build context into /app."""
     copied = set()
     workdir = ""
     for op, rest in dockerfile_instructions():
@@ -121,6 +121,16 @@ def test_container_paths_exist_in_the_image() -> None:
         elif op == "COPY" and not rest.startswith("--from") and workdir == "/app":
             *sources, _ = rest.split()
             copied.update(sources)
+    return copied
+
+
+def test_the_image_has_the_configs_and_the_callback_overlays() -> None:
+    assert {"train.py", "configs", "callbacks"} <= copied_to_app()
+
+
+def test_container_paths_exist_in_the_image() -> None:
+    """Every /app/... file that a compose command names is copied into /app by the Dockerfile."""
+    copied = copied_to_app()
     for name in load("compose.yaml")["services"]:
         for arg in (word for part in command(name) for word in part.split()):
             if arg.startswith("/app/"):

@@ -1,9 +1,9 @@
 """The documentation's runnable commands, run: README.md and docs/*.md cannot drift from the code.
 
 A fenced ``bash`` block right after a line ``<!-- runnable -->`` is run by this test. The blocks of one
-page run in order, in one fresh directory that holds the project's entry points, its configs and
-``data/tiny-shakespeare.txt``, with ``python`` meaning this interpreter. They are written to take
-seconds (``configs/debug.yaml``); a page's other blocks are examples and are not run.
+page run in order, in one fresh directory that holds the project's entry points, its configs, its callback
+overlays and ``data/tiny-shakespeare.txt``, with ``python`` meaning this interpreter. They are written to
+take seconds (``configs/debug.yaml``); a page's other blocks are examples and are not run.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def test_the_readme_has_runnable_commands():
 
 
 def sandbox(tmp_path: Path, corpus: Path) -> dict[str, str]:
-    for name in ("train.py", "sample.py", "configs", "bench"):
+    for name in ("train.py", "sample.py", "configs", "callbacks", "bench"):
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / "data").mkdir()
     shutil.copy(corpus, tmp_path / "data" / CORPUS_NAME)

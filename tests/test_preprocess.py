@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from charrnn.ckpt.atomic import atomic_write, temp_name
+from charrnn.atomic import atomic_write, temp_name
 from charrnn.preprocess import PreprocessSettings, main, preprocess
 from charrnn.vocab import Vocab
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from charrnn.ckpt import stop_checkpoint
+from charrnn.callbacks import stop_checkpoint
 from tests.resume_support import fit_in, make_work, signal_at, start, state, train
 from tests.stop_support import SlowValidation, TouchAt, entry
 

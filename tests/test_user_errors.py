@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from charrnn import preprocess as preprocess_cli
-from charrnn.ckpt.atomic import atomic_write_all
+from charrnn.atomic import atomic_write_all
 from charrnn.cli import cli_main
 from charrnn.export import main as export_main
 from charrnn.model import CharRNN

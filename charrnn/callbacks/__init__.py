@@ -1,10 +1,10 @@
-"""The callbacks configs name as ``charrnn.callbacks.X``. The two that belong to a checkpoint's life live
-in :mod:`charrnn.ckpt` and are named here too, so every config keeps loading."""
+"""The project's Lightning callbacks, named in configs as ``charrnn.callbacks.X``. ``RunDirectory`` is not
+named here: the CLI puts it first in every run."""
 
 from charrnn.callbacks.divergence import DivergenceStop
+from charrnn.callbacks.model_checkpoint import UpToDateCheckpoint
+from charrnn.callbacks.stop_checkpoint import StopCheckpoint
 from charrnn.callbacks.text_samples import TextSamples
 from charrnn.callbacks.throughput import CharsPerSecond
-from charrnn.ckpt.model_checkpoint import ModelCheckpoint
-from charrnn.ckpt.stop_checkpoint import StopCheckpoint
 
-__all__ = ["CharsPerSecond", "DivergenceStop", "ModelCheckpoint", "StopCheckpoint", "TextSamples"]
+__all__ = ["CharsPerSecond", "DivergenceStop", "StopCheckpoint", "TextSamples", "UpToDateCheckpoint"]

@@ -6,7 +6,7 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from charrnn.ckpt.stop_checkpoint import stop_asked
+from charrnn.callbacks.stop_checkpoint import stop_asked
 from charrnn.errors import UsageError
 from charrnn.sampling import check_settings, stream_text
 

@@ -23,8 +23,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from charrnn.callbacks.stop_checkpoint import StopCheckpoint
 from charrnn.ckpt.load import CheckpointError, read_checkpoint
-from charrnn.ckpt.stop_checkpoint import StopCheckpoint
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.net_spec import ARCHITECTURE_FIELDS
 

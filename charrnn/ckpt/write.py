@@ -10,7 +10,7 @@ import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from charrnn.ckpt.atomic import atomic_write
+from charrnn.atomic import atomic_write
 from charrnn.ckpt.load import read_checkpoint
 
 

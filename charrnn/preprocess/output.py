@@ -1,4 +1,4 @@
-"""The .h5/.json pair written through :func:`~charrnn.ckpt.atomic.atomic_write_all`: both are complete and
+"""The .h5/.json pair written through :func:`~charrnn.atomic.atomic_write_all`: both are complete and
 on disk before either replaces a file already there, so a crash or a bad input never destroys an existing pair.
 
 The .h5 is torch-rnn's: datasets ``train``, ``val``, ``test`` of 1-based indices, allocated in place
@@ -18,7 +18,7 @@ from typing import BinaryIO
 import h5py
 import numpy as np
 
-from charrnn.ckpt.atomic import NoSpaceError, atomic_write_all
+from charrnn.atomic import NoSpaceError, atomic_write_all
 from charrnn.preprocess.encode import EncodeJob, Span, write_parts
 from charrnn.preprocess.record import SPLITS, made_with, record
 from charrnn.preprocess.scan import Scan

@@ -12,7 +12,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from charrnn.ckpt.atomic import atomic_write
+from charrnn.atomic import atomic_write
 from charrnn.tune.space import nest
 from charrnn.tune.study import seconds
 

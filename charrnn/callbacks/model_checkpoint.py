@@ -1,5 +1,6 @@
-"""Lightning's ModelCheckpoint, with last.ckpt brought up to date when training ends, the best-model state in
-every checkpoint current, and groups that cannot write (and so delete) each other's files."""
+"""``UpToDateCheckpoint``: Lightning's ModelCheckpoint, with last.ckpt brought up to date when training ends,
+the best-model state in every checkpoint current, and groups that cannot write (and so delete) each other's
+files."""
 
 from __future__ import annotations
 
@@ -7,18 +8,23 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 
+from charrnn.callbacks.stop_checkpoint import StopCheckpoint
 from charrnn.ckpt.resume_state import validation_follows
-from charrnn.ckpt.stop_checkpoint import StopCheckpoint
 from charrnn.errors import UsageError
 from charrnn.lightning_private import last_saved_step, save_last
 
 SAMPLE_STEPS = (1, 10, 500, 12345)  # file names are compared as they come out at these steps
 
+# The head of the key a checkpoint holds this callback's state under (``checkpoint["callbacks"]``); Lightning
+# writes the settings after it. Lightning would take the class's name: checkpoints written while the class was
+# called ModelCheckpoint hold that one, and keeping it lets them and newer ones resume alike.
+STATE_NAME = "ModelCheckpoint"
 
-class ModelCheckpoint(LightningModelCheckpoint):
-    """Takes the same arguments as Lightning's.
+
+class UpToDateCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint with its files up to date; takes the same arguments.
 
     Lightning writes ``last.ckpt`` only beside another save, and at the end of training only if it
     never saved one. A run whose ``max_steps`` is not a multiple of ``every_n_train_steps`` would
@@ -36,6 +42,10 @@ class ModelCheckpoint(LightningModelCheckpoint):
     """
 
     _deferred: tuple[Any, Any, int] | None = None  # the arguments of a save that waits for the validation
+
+    @property
+    def state_key(self) -> str:
+        return STATE_NAME + super().state_key.removeprefix(type(self).__qualname__)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_fit_start(trainer, pl_module)
@@ -55,9 +65,9 @@ class ModelCheckpoint(LightningModelCheckpoint):
             return
         # The last to see the validation: every best-model state is current now.
         for cb in checkpoint_callbacks(trainer):
-            if isinstance(cb, ModelCheckpoint) and cb._deferred is not None:
+            if isinstance(cb, UpToDateCheckpoint) and cb._deferred is not None:
                 deferred, cb._deferred = cb._deferred, None
-                LightningModelCheckpoint.on_train_batch_end(cb, trainer, pl_module, *deferred)
+                ModelCheckpoint.on_train_batch_end(cb, trainer, pl_module, *deferred)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
@@ -65,18 +75,18 @@ class ModelCheckpoint(LightningModelCheckpoint):
             save_last(self, trainer)
 
 
-def checkpoint_callbacks(trainer: L.Trainer) -> list[LightningModelCheckpoint]:
+def checkpoint_callbacks(trainer: L.Trainer) -> list[ModelCheckpoint]:
     """The trainer's ModelCheckpoints, in the order their hooks run."""
-    return [cb for cb in trainer.callbacks if isinstance(cb, LightningModelCheckpoint)]
+    return [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
 
 
 def ours_last(trainer: L.Trainer) -> bool:
     """Whether the ModelCheckpoint whose hooks run last is this class (it writes what waited for a validation)."""
     callbacks = checkpoint_callbacks(trainer)
-    return bool(callbacks) and isinstance(callbacks[-1], ModelCheckpoint)
+    return bool(callbacks) and isinstance(callbacks[-1], UpToDateCheckpoint)
 
 
-def _names(cb: LightningModelCheckpoint) -> set[tuple[str, str]]:
+def _names(cb: ModelCheckpoint) -> set[tuple[str, str]]:
     """The file names ``cb`` writes at the sample steps (``last.ckpt`` too when it keeps one), each with the
     setting it comes from."""
     out = set()

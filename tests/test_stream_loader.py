@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from charrnn.ckpt.stream_loader import ResumableLoader
+from charrnn.stream_loader import ResumableLoader
 
 
 class Numbered(Dataset):

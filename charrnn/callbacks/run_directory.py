@@ -15,9 +15,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from charrnn.callbacks.stop_checkpoint import StopCheckpoint
 from charrnn.ckpt.find import shown
 from charrnn.ckpt.load import CheckpointError
-from charrnn.ckpt.stop_checkpoint import StopCheckpoint
 from charrnn.errors import UsageError
 from charrnn.lightning_private import disable_version_counter, next_version, set_version
 
