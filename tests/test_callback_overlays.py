@@ -10,7 +10,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping
 
-from charrnn.ckpt.load import load_model
+from charrnn.ckpt.load import read_model
 from charrnn.cli import cli_main
 from tests.helpers import ROOT, TINY_TEXT, run_ok
 
@@ -46,7 +46,7 @@ def test_an_overlay_trains_a_few_steps_on_a_cpu(overlay: Path, tmp_path):
     run_ok([str(ROOT / "train.py"), "fit", "--config", DEBUG, "--config", str(overlay), "--data.input_txt", "tiny.txt",
             "--data.url", "null", "--trainer.max_steps", "10", "--samples.every_n_steps", "0",
             "--trainer.enable_progress_bar", "false"], tmp_path)
-    net, _ = load_model(tmp_path / "checkpoints" / "debug" / "last.ckpt")
+    net = read_model(tmp_path / "checkpoints" / "debug" / "last.ckpt").net
     assert net.rnn.hidden_size == 32
 
 
