@@ -1,5 +1,5 @@
 """The callback overlays of the top-level callbacks/ folder: each stacks with a shipped config through the
-real command line, and those that need nothing a CPU lacks train with it."""
+real command line and trains with it on a CPU."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from tests.helpers import ROOT, TINY_TEXT, run_ok
 
 DEBUG = str(ROOT / "configs" / "debug.yaml")
 OVERLAYS = sorted((ROOT / "callbacks").glob("*.yaml"))
-NEEDS_PSUTIL_ON_A_CPU = {"device-stats.yaml"}  # Lightning's DeviceStatsMonitor reads CPU use through psutil
 
 
 def class_paths(callbacks: list[dict]) -> list[str]:
@@ -40,7 +39,7 @@ def test_an_overlay_adds_its_callbacks_to_the_configs(overlay: Path, tmp_path):
     assert class_paths(yaml.safe_load(printed)["trainer"]["callbacks"]) == kept + added
 
 
-@pytest.mark.parametrize("overlay", [p for p in OVERLAYS if p.name not in NEEDS_PSUTIL_ON_A_CPU], ids=lambda p: p.name)
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
 def test_an_overlay_trains_a_few_steps_on_a_cpu(overlay: Path, tmp_path):
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
     run_ok([str(ROOT / "train.py"), "fit", "--config", DEBUG, "--config", str(overlay), "--data.input_txt", "tiny.txt",
@@ -58,7 +57,7 @@ def test_early_stopping_stops_a_run_that_no_longer_improves(tmp_path, monkeypatc
                     "--trainer.max_steps", "400", "--model.learning_rate", "0"])  # lr 0: val loss never improves
     stoppers = [cb for cb in cli.trainer.callbacks if isinstance(cb, EarlyStopping)]
     assert len(stoppers) == 1 and stoppers[0].monitor == "val/loss"
-    assert stoppers[0].stopped_epoch > 0 or cli.trainer.should_stop
+    assert cli.trainer.should_stop
     assert cli.trainer.global_step == 50  # first validation + 4 without improvement, every 10 steps
 
 
