@@ -21,8 +21,10 @@ from tests.helpers import ROOT
 DEBUG = str(ROOT / "configs" / "debug.yaml")
 
 # Stacked on configs/debug.yaml: a 2-layer model with dropout and state resets (so the RNG matters),
-# a learning rate that steps every epoch (so the schedule matters), a checkpoint every EVERY steps,
-# another after every validation, and losses in a CSV file. One epoch is 17 batches of 4 x 16.
+# a learning rate that steps every epoch (so the schedule matters), losses in a CSV file, and the
+# checkpoint groups every shipped config uses (charrnn.callbacks.ModelCheckpoint, StopCheckpoint beside
+# it): step=N.ckpt every EVERY steps with last.ckpt, and val-step=N.ckpt after every validation. One
+# epoch is 17 batches of 4 x 16.
 OVERLAY = """\
 seed_everything: 7
 trainer:
@@ -36,26 +38,14 @@ trainer:
     class_path: lightning.pytorch.loggers.CSVLogger
     init_args:
       save_dir: logs
-  callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        dirpath: ckpt
-        filename: "step={{step}}"
-        every_n_train_steps: {every}
-        save_top_k: -1
-        save_last: true
-        auto_insert_metric_name: false
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        dirpath: ckpt
-        filename: "val-step={{step}}"
-        monitor: val/loss
-        save_top_k: -1
-        auto_insert_metric_name: false
-    - class_path: charrnn.callbacks.StopCheckpoint
-      init_args:
-        dirpath: ckpt
-{extra_callbacks}model:
+  callbacks:{callbacks}
+checkpoint:
+  dirpath: ckpt
+  every_n_train_steps: {every}
+best_checkpoints:
+  filename: "val-step={{step}}"
+  save_top_k: -1
+model:
   rnn_size: 16
   wordvec_size: 8
   num_layers: 2
@@ -169,7 +159,8 @@ def disk_full_at(step: int, name: str = "last.ckpt") -> str:
 def make_work(path: Path, every: int = 1, extra_callbacks: str = "") -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "corpus.txt").write_text(corpus_text())
-    (path / "overlay.yaml").write_text(OVERLAY.format(every=every, extra_callbacks=extra_callbacks))
+    callbacks = f"\n{extra_callbacks}" if extra_callbacks else " []"
+    (path / "overlay.yaml").write_text(OVERLAY.format(every=every, callbacks=callbacks))
     return path
 
 

@@ -156,9 +156,8 @@ def test_the_cli_internals_the_callback_groups_use():
 
     from lightning.pytorch.cli import LightningCLI
 
-    with still_there("build_trainer / subcommand_defaults"):
+    with still_there("build_trainer"):
         assert list(inspect.signature(LightningCLI._instantiate_trainer).parameters) == ["self", "config", "callbacks"]
-        assert list(inspect.signature(LightningCLI._parser).parameters) == ["self", "subcommand"]
 
 
 def test_lightning_cli_applies_ckpt_path_in_the_step_we_replace():
