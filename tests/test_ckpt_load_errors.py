@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from charrnn.ckpt.load import CheckpointError, read_checkpoint
-from tests.resume_support import fit_in, losses, make_work, state
+from tests.support.resume import fit_in, losses, make_work, state
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from charrnn.ckpt.load import CheckpointError, load_model
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.export import export
-from tests.helpers import ROOT
-from tests.resume_support import fit_in, make_work
+from tests.support.paths import ROOT
+from tests.support.processes import run
+from tests.support.resume import fit_in, make_work
 
 UNSAFE_ENV = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": "1"}
 
@@ -60,8 +61,7 @@ def test_control_the_payload_runs_when_loaded_unsafely(malicious):
 
 def test_sample_py_refuses_it(malicious):
     path, sentinel = malicious
-    proc = subprocess.run([sys.executable, str(ROOT / "sample.py"), "--ckpt", str(path)], capture_output=True,
-                          text=True, env=UNSAFE_ENV)
+    proc = run([str(ROOT / "sample.py"), "--ckpt", str(path)], ROOT, extra_env=UNSAFE_ENV)
     assert proc.returncode == 2 and f"checkpoint {path} was refused" in proc.stderr
     assert not sentinel.exists()
 
@@ -69,9 +69,8 @@ def test_sample_py_refuses_it(malicious):
 def test_resuming_from_it_is_refused(malicious, tmp_path):
     path, sentinel = malicious
     work = make_work(tmp_path / "run")
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", "overlay.yaml",
-                           "--data.input_txt", "corpus.txt", "--ckpt_path", str(path)],
-                          cwd=work, capture_output=True, text=True, env=UNSAFE_ENV)
+    proc = run([str(ROOT / "train.py"), "fit", "--config", "overlay.yaml", "--data.input_txt", "corpus.txt",
+                "--ckpt_path", str(path)], work, extra_env=UNSAFE_ENV)
     assert proc.returncode == 2 and f"--ckpt_path checkpoint {path} was refused" in proc.stderr
     assert not sentinel.exists() and "Traceback" not in proc.stderr
 

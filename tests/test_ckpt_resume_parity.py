@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.resume_support import (
+from tests.support.processes import finish
+from tests.support.resume import (
     STEPS_PER_EPOCH,
-    finish,
     losses,
     make_work,
     same_tensors,

@@ -10,7 +10,8 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from charrnn.ckpt.run_directory import DirectoryInUse, RunDirectory, claim_version
-from tests.resume_support import finish, fit_in, make_work, start, state, wait_for
+from tests.support.processes import finish
+from tests.support.resume import fit_in, make_work, start, state, wait_for
 
 
 def test_a_second_run_in_the_same_directory_is_refused_naming_the_first(tmp_path, capsys):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +14,9 @@ from charrnn.callbacks import StopCheckpoint
 from charrnn.ckpt.load import load_model
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.cli import cli_main
-from tests.helpers import ROOT, TINY_TEXT, run_ok
+from tests.support.paths import ROOT
+from tests.support.processes import run, run_ok
+from tests.support.texts import TINY_TEXT
 
 DEBUG = str(ROOT / "configs" / "debug.yaml")
 
@@ -56,7 +56,7 @@ def test_sample_py_is_repeatable_with_a_seed(debug_run):
 def test_sample_py_explains_a_bad_checkpoint(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
-    proc = subprocess.run([sys.executable, str(ROOT / "sample.py"), "--ckpt", str(bad)], capture_output=True, text=True)
+    proc = run([str(ROOT / "sample.py"), "--ckpt", str(bad)], ROOT)
     assert proc.returncode == 2 and "bad.ckpt" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CORPUS_NAME, ROOT
+from tests.support.paths import CORPUS_NAME, ROOT
 
 MARK = "<!-- runnable -->"
 BLOCK = re.compile(re.escape(MARK) + r"\s*\n```bash\n(.*?)\n```", re.DOTALL)

@@ -18,7 +18,7 @@ import torch
 from bench import gpu_check
 from bench.gpu_check import Check, StepError
 from bench.gpu_report import targets
-from tests.helpers import ROOT
+from tests.support.paths import ROOT
 
 STEPS = ["environment", "CUDA tests", "training step", "time to quality", "sampling"]
 

@@ -16,7 +16,7 @@ from charrnn.data import CharDataModule
 from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
 from charrnn.model import CharRNN
 from charrnn.net import CharRNNNet
-from tests.helpers import TINY_TEXT
+from tests.support.texts import TINY_TEXT
 
 
 class Losses(L.Callback):

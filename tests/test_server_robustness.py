@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from charrnn.server.cli import build_parser, main
-from tests.server_support import (
+from tests.support.processes import free_port
+from tests.support.server import (
     assert_error,
-    free_port,
     lowercase_checkpoint,
     raw_get,
     running_server,
