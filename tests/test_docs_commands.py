@@ -32,6 +32,7 @@ def runnable_blocks(page: Path) -> list[str]:
 
 
 def test_the_readme_has_runnable_commands():
+    # A bound, not a count: each block is run by test_runnable_commands_of, and the README may gain more.
     assert len(runnable_blocks(ROOT / "README.md")) >= 2
 
 
