@@ -17,7 +17,6 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser
-from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from charrnn import callbacks, finetune, hints, precision, predictions
@@ -34,7 +33,6 @@ from charrnn.lightning_private import (
     CLIWithOwnCheckpointSettings,
     build_trainer,
     hide_false_alarms,
-    subcommand_defaults,
     version_left_to_lightning,
 )
 from charrnn.model import CharRNN
@@ -146,21 +144,14 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         return trainer
 
     def _group_callbacks(self, trainer_config: dict[str, Any]) -> list[Callback]:
-        """The callbacks of the groups, and a StopCheckpoint in the checkpoint directory. A config that lists
-        its own ModelCheckpoint or TextSamples in ``trainer.callbacks`` (as configs did before the groups)
-        keeps those instead, with a warning if the group was set too."""
+        """The callbacks of the groups, and a StopCheckpoint in the checkpoint directory (unless the config
+        lists its own StopCheckpoint)."""
         listed = trainer_config.get("callbacks") or []
         listed = listed if isinstance(listed, list) else [listed]
-        cfg, defaults = self._subconfig(), subcommand_defaults(self)
+        refuse_listed_group_callbacks(listed)
         out = []
         for key, (cls, _) in GROUPS.items():
-            kind = ModelCheckpoint if issubclass(cls, ModelCheckpoint) else cls
-            if any(isinstance(cb, kind) for cb in listed):
-                if cfg.get(key) != defaults.get(key):
-                    rank_zero_warn(f"--{key}.* is not used: trainer.callbacks lists its own {kind.__name__}. "
-                                   f"Move its settings to the {key}: section of the config")
-                continue
-            if kind is ModelCheckpoint and trainer_config.get("enable_checkpointing") is False:
+            if issubclass(cls, ModelCheckpoint) and trainer_config.get("enable_checkpointing") is False:
                 continue
             out.append(self._subconfig(self.config_init).get(key))
         checkpoint = self._subconfig(self.config_init).get("checkpoint")
@@ -202,6 +193,24 @@ class CharRNNCLI(CLIWithOwnCheckpointSettings):
         if batches:
             predictions.write_csv(batches, path)
         print(predictions.summary(batches, path))
+
+
+def refuse_listed_group_callbacks(listed: list[Callback]) -> None:
+    """A callback that a group provides is set in the group's section only. A config that also lists one in
+    ``trainer.callbacks`` (as configs did before the groups; Lightning's own ModelCheckpoint included) would
+    train with two that disagree, so it is refused, naming where its settings go.
+
+    Raises:
+        UsageError: naming the listed class and the sections and flags that replace it.
+    """
+    for cb in listed:
+        keys = [key for key, (cls, _) in GROUPS.items()
+                if isinstance(cb, ModelCheckpoint if issubclass(cls, ModelCheckpoint) else cls)]
+        if keys:
+            sections = " or ".join(f"{key}:" for key in keys)
+            flags = ", ".join(f"--{key}.*" for key in keys)
+            raise UsageError(f"trainer.callbacks lists a {type(cb).__name__}: its settings belong in the config's "
+                             f"{sections} section ({flags}); move them there and remove it from trainer.callbacks")
 
 
 # What only a write meets, and the user can mend: a full disk or quota, a read-only filesystem.

@@ -84,11 +84,6 @@ def set_version(logger: Logger, version: int) -> None:
     logger._version = version
 
 
-def subcommand_defaults(cli: LightningCLI) -> Any:
-    """The defaults of the running subcommand's parser."""
-    return cli._parser(cli.subcommand).get_defaults()
-
-
 def build_trainer(cli: LightningCLI, config: dict[str, Any], callbacks: list[Callback]) -> L.Trainer:
     """The Trainer from ``config`` (the trainer settings) plus ``callbacks``, the way LightningCLI builds it
     (trainer_defaults, the config's callbacks, its SaveConfigCallback)."""

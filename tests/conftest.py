@@ -1,6 +1,6 @@
 """Shared fixtures: tiny corpora written on the fly, and the one way to reach the real corpus.
 
-Constants and functions that tests share live in ``tests/helpers.py``; tests import them from there."""
+Constants and functions that tests share live in ``tests/support/``; tests import them from there."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import CORPUS_NAME, ROOT, TINY_TEXT, run_ok
+from tests.support.paths import CORPUS_NAME, ROOT
+from tests.support.processes import run_ok
+from tests.support.texts import TINY_TEXT
 
 
 @pytest.fixture

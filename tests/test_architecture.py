@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.support.paths import ROOT
 
 PACKAGE = ROOT / "charrnn"
 TRAINING_ONLY = {"lightning", "jsonargparse"}

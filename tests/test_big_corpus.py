@@ -10,7 +10,8 @@ import numpy as np
 
 from charrnn.data import SplitArray
 from charrnn.preprocess import PreprocessSettings, preprocess
-from tests.test_ddp import SEQ, launch_ok, record, train_args
+from tests.support.ddp import SEQ, TIMEOUT, record, train_args
+from tests.support.processes import run_ok
 
 
 def test_a_split_is_memory_mapped_and_pickles_without_its_data(tiny_corpus):
@@ -26,8 +27,8 @@ def test_a_split_is_memory_mapped_and_pickles_without_its_data(tiny_corpus):
 
 def test_training_with_two_workers_reads_the_streams_in_order(tiny_corpus):
     work = tiny_corpus.parent
-    launch_ok(train_args("--data.num_workers", "2", "--data.batch_size", "2", "--trainer.max_steps", "6",
-                         *record(), ddp=False), work)
+    run_ok(train_args("--data.num_workers", "2", "--data.batch_size", "2", "--trainer.max_steps", "6",
+                      *record(), ddp=False), work, TIMEOUT)
     rec = json.loads((work / "rec" / "rank0.json").read_text())
     train = SplitArray(work / "tiny.h5", "train").array.astype(np.int64) - 1
     row_length = (len(train) - 1) // 2 // SEQ * SEQ

@@ -12,9 +12,10 @@ from lightning.pytorch.callbacks import EarlyStopping
 
 from charrnn.ckpt.load import read_model
 from charrnn.cli import cli_main
-from tests.helpers import ROOT, TINY_TEXT, run_ok
+from tests.support.paths import DEBUG, ROOT
+from tests.support.processes import run_ok
+from tests.support.texts import TINY_TEXT
 
-DEBUG = str(ROOT / "configs" / "debug.yaml")
 OVERLAYS = sorted((ROOT / "callbacks").glob("*.yaml"))
 
 

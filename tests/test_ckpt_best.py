@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import ROOT, TINY_TEXT, run_ok
+from tests.support.paths import ROOT
+from tests.support.processes import run, run_ok
+from tests.support.texts import TINY_TEXT
 
 DEBUG = str(ROOT / "configs" / "debug.yaml")
 
@@ -97,9 +98,8 @@ def test_periodic_checkpoints_hold_the_validation_of_their_own_step(tmp_path):
 ])
 def test_groups_whose_files_could_collide_are_refused(tmp_path, flags):
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", DEBUG, "--data.input_txt",
-                           "tiny.txt", "--data.url", "null", *flags], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    proc = run([str(ROOT / "train.py"), "fit", "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url",
+                "null", *flags], tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "two checkpoint settings would both write" in lines[0], proc.stderr[-2000:]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from charrnn.cli import cli_main
-from tests.resume_support import fit_in, make_work
+from tests.support.resume import fit_in, make_work
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ a fallback to the previous good checkpoint that says so; never a silent fresh st
 
 from __future__ import annotations
 
+import csv
 import random
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 
 from charrnn.ckpt.load import CheckpointError, read_checkpoint
 from charrnn.net_spec import ARCHITECTURE_FIELDS
-from tests.resume_support import fit_in, losses, make_work, state
+from tests.support.resume import fit_in, losses, make_work, state
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_fit_refuses_a_damaged_ckpt_path_naming_it(run, how, capsys):
 def test_last_falls_back_to_the_previous_good_checkpoint_and_says_so(run, capsys):
     damage(run / "ckpt" / "last.ckpt", "truncated")
     with pytest.warns(UserWarning, match=r"skipped checkpoint ckpt/last.ckpt is damaged.*Falling back to the "
-                                         r"previous good checkpoint ckpt/val-step=10.ckpt"):
+                                         r"previous good checkpoint ckpt/step=10.ckpt"):
         cli = fit_in(run, "--ckpt_path", "last", "--trainer.max_steps", "12")
     assert cli.trainer.global_step == 12
     assert sorted(s for s in losses(run) if s >= 10) == [10, 11]  # resumed at step 10, not from scratch
@@ -140,8 +141,14 @@ def test_a_checkpoint_written_before_the_architecture_was_saved_resumes_exactly(
 
 
 def test_rerunning_without_ckpt_path_starts_a_new_run_in_the_same_directory(run):
+    """The earlier run's checkpoints are moved aside into earlier-*; the new run's are all that ckpt/ holds."""
     cli = fit_in(run, "--trainer.max_steps", "3")
     assert cli.trainer.global_step == 3
     newest = max((run / "logs" / "lightning_logs").iterdir(), key=lambda p: p.name)
-    assert newest.name == "version_1" and (newest / "metrics.csv").read_text().count("\n") > 3
-    assert state(run / "ckpt" / "last.ckpt")["global_step"] in (3, 10)  # ModelCheckpoint may write last-v1.ckpt
+    with open(newest / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row["train/loss"]]
+    assert newest.name == "version_1" and steps == [0, 1, 2]
+    (earlier,) = (run / "ckpt").glob("earlier-*")
+    assert sorted(p.name for p in (run / "ckpt").iterdir() if p.is_file()) == [".lock", "last.ckpt"]
+    assert state(run / "ckpt" / "last.ckpt")["global_step"] == 3
+    assert sorted(p.name for p in earlier.iterdir()) == ["last.ckpt", "step=10.ckpt", "step=5.ckpt", "val-step=10.ckpt"]

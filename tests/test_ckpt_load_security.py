@@ -4,10 +4,7 @@ sentinel file; a control shows that it really does when loaded unsafely."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +14,11 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from charrnn.ckpt.load import CheckpointError, read_model
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.export import export
-from tests.helpers import ROOT
-from tests.resume_support import fit_in, make_work
+from tests.support.paths import ROOT
+from tests.support.processes import run
+from tests.support.resume import fit_in, make_work
 
-UNSAFE_ENV = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": "1"}
+UNSAFE_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # what a user could set: our loading must ignore it
 
 
 class Payload:
@@ -54,14 +52,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_control_the_payload_runs_when_loaded_unsafely(malicious):
     path, sentinel = malicious
     code = f"import torch; torch.load({str(path)!r}, weights_only=False)"
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, env=UNSAFE_ENV)
+    run(["-c", code], ROOT, extra_env=UNSAFE_ENV)
     assert sentinel.exists()
 
 
 def test_sample_py_refuses_it(malicious):
     path, sentinel = malicious
-    proc = subprocess.run([sys.executable, str(ROOT / "sample.py"), "--ckpt", str(path)], capture_output=True,
-                          text=True, env=UNSAFE_ENV)
+    proc = run([str(ROOT / "sample.py"), "--ckpt", str(path)], ROOT, extra_env=UNSAFE_ENV)
     assert proc.returncode == 2 and f"checkpoint {path} was refused" in proc.stderr
     assert not sentinel.exists()
 
@@ -69,9 +66,8 @@ def test_sample_py_refuses_it(malicious):
 def test_resuming_from_it_is_refused(malicious, tmp_path):
     path, sentinel = malicious
     work = make_work(tmp_path / "run")
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", "overlay.yaml",
-                           "--data.input_txt", "corpus.txt", "--ckpt_path", str(path)],
-                          cwd=work, capture_output=True, text=True, env=UNSAFE_ENV)
+    proc = run([str(ROOT / "train.py"), "fit", "--config", "overlay.yaml", "--data.input_txt", "corpus.txt",
+                "--ckpt_path", str(path)], work, extra_env=UNSAFE_ENV)
     assert proc.returncode == 2 and f"--ckpt_path checkpoint {path} was refused" in proc.stderr
     assert not sentinel.exists() and "Traceback" not in proc.stderr
 

@@ -1,6 +1,7 @@
 """Exact resume: a run stopped at step j and resumed in a fresh `python train.py fit` process is
 bit-identical to the run that never stopped — the same losses at every step and the same final
-weights, optimizer, schedule, RNG and carried state (CPU)."""
+weights, optimizer, schedule, RNG and carried state (CPU). The checkpoints are written as every shipped
+config writes them: the --checkpoint and --best_checkpoints groups (charrnn.callbacks.UpToDateCheckpoint)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.resume_support import (
+from tests.support.processes import finish
+from tests.support.resume import (
     STEPS_PER_EPOCH,
-    finish,
     losses,
     make_work,
     same_tensors,
@@ -27,8 +28,8 @@ K = 30
 CASES = {  # j: the checkpoint the second process resumes from
     "mid-epoch": "step=7.ckpt",
     "at the end of an epoch": f"step={STEPS_PER_EPOCH}.ckpt",
-    "saved before the validation of its step": "step=10.ckpt",  # what last.ckpt holds at such a step
-    "saved right after a validation": "val-step=20.ckpt",
+    "a step save that waited for the validation of its step": "step=10.ckpt",  # as last.ckpt at such a step
+    "saved by --best_checkpoints right after a validation": "val-step=20.ckpt",
 }
 CONTROL = "without the data position"
 WORKERS = "mid-epoch with 2 data workers"  # they fetch ahead of training; the position must not follow them
@@ -65,6 +66,8 @@ def test_the_cases_are_what_they_claim(runs):
     assert 0 < position["mid-epoch"] < STEPS_PER_EPOCH
     assert position["at the end of an epoch"] == STEPS_PER_EPOCH
     assert state(ckpts / CASES["at the end of an epoch"])["epoch"] == 0
+    waited = state(ckpts / CASES["a step save that waited for the validation of its step"])["callbacks"]
+    assert sorted(Path(cb["best_model_path"]).name for cb in waited.values()) == ["step=10.ckpt", "val-step=10.ckpt"]
     assert set(val_losses(runs["uninterrupted"])) == {9, 19, 29}  # validations after steps 10, 20, 30
     assert state(ckpts / "last.ckpt")["global_step"] == K
 

@@ -10,7 +10,8 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from charrnn.callbacks.run_directory import DirectoryInUse, RunDirectory, claim_version
-from tests.resume_support import finish, fit_in, make_work, start, state, wait_for
+from tests.support.processes import finish
+from tests.support.resume import fit_in, make_work, start, state, wait_for
 
 
 def test_a_second_run_in_the_same_directory_is_refused_naming_the_first(tmp_path, capsys):
@@ -36,7 +37,7 @@ def test_a_second_run_in_the_same_directory_is_refused_naming_the_first(tmp_path
     finish(first)
     names = sorted(p.name for p in (work / "ckpt").iterdir())
     assert names == [".lock", "last.ckpt", "step=5.ckpt"], names  # nothing moved, nothing added
-    assert state(work / "ckpt" / "last.ckpt")["global_step"] == 5
+    assert state(work / "ckpt" / "last.ckpt")["global_step"] == 6  # brought up to date as the run ended
     # the lock went with the first process: the same command now runs (and resumes it)
     cli = fit_in(work, "--ckpt_path", "last", "--trainer.max_steps", "7")
     assert cli.trainer.global_step == 7

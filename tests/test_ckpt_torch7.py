@@ -4,8 +4,6 @@ crafted ones (VanillaRNN, batchnorm, dropout, Lua functions, every kind of bad f
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,16 +17,9 @@ from charrnn import sample_cli
 from charrnn.ckpt.load import CheckpointError, read_checkpoint, read_model
 from charrnn.export import export
 from charrnn.net_spec import Architecture
-from tests.helpers import ROOT, run_ok
-from tests.torch7_support import (
-    LuaFunction,
-    Strided,
-    Torch,
-    TorchRNNReference,
-    checkpoint,
-    language_model,
-    write_t7,
-)
+from tests.support.paths import ROOT
+from tests.support.processes import run, run_ok
+from tests.support.torch7 import LuaFunction, Strided, Torch, TorchRNNReference, checkpoint, language_model, write_t7
 
 PRIME = "ROMEO:\n"
 
@@ -89,7 +80,7 @@ def test_loading_message_and_architecture(torch_rnn_t7: Path) -> None:
 
 @pytest.mark.slow
 def test_server_answers_rnn_writer_from_the_t7(torch_rnn_t7: Path, tmp_path: Path) -> None:
-    from tests.server_support import running_server
+    from tests.support.server import running_server
 
     with running_server(torch_rnn_t7, "--workers", "1", "--no-lowercase", log=tmp_path / "server.log") as url:
         root = httpx.get(url + "/", headers={"Accept": "application/json"}, timeout=30).json()
@@ -195,8 +186,7 @@ def test_bad_files_get_one_line_naming_them(name: str, tmp_path: Path, torch_rnn
 
 def test_a_bad_t7_fails_fine_tuning_with_exit_2(tmp_path: Path, tiny_corpus: Path, torch_rnn_t7: Path) -> None:
     path, _ = _bad_files(tmp_path, torch_rnn_t7)["char-rnn"]
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--model.init_from", str(path),
-                           "--data.input_txt", str(tiny_corpus)], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    proc = run([str(ROOT / "train.py"), "fit", "--model.init_from", str(path), "--data.input_txt", str(tiny_corpus)],
+               tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --model.init_from checkpoint {path} is a karpathy")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,8 +15,9 @@ import pytest
 import torch
 
 from charrnn.callbacks.run_directory import RunDirectory, UnusableDirectory, move_aside
-from tests.helpers import ROOT, TINY_TEXT
-from tests.resume_support import DEBUG
+from tests.support.paths import DEBUG, ROOT
+from tests.support.processes import run
+from tests.support.texts import TINY_TEXT
 
 FAST = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
         "--samples.every_n_steps", "0", "--trainer.enable_progress_bar", "false",
@@ -27,10 +27,8 @@ FAST = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trai
 def fit_here(work: Path, *args: str) -> subprocess.CompletedProcess:
     """``train.py fit`` with the debug config on a tiny corpus, in ``work`` (a fresh process)."""
     (work / "tiny.txt").write_text(TINY_TEXT)
-    cmd = [sys.executable, str(ROOT / "train.py"), "fit", "--config", DEBUG, "--data.input_txt", "tiny.txt",
-           "--data.url", "null", *FAST, *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=300)
+    return run([str(ROOT / "train.py"), "fit", "--config", DEBUG, "--data.input_txt", "tiny.txt", "--data.url", "null",
+                *FAST, *args], work)
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -196,9 +194,7 @@ def test_a_full_log_directory_is_one_line(tmp_path, tmpfs, place, leave):
     if place == "working_directory":  # lightning_logs/ in the working directory, on the full disk
         work, flags = full, ["--checkpoint.dirpath", str(tmp_path / "ck"), "--data.input_txt", str(tmp_path / "c")]
         (tmp_path / "c").write_text(TINY_TEXT)
-        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", DEBUG, "--data.url",
-                               "null", *FAST, *flags], cwd=work, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        proc = run([str(ROOT / "train.py"), "fit", "--config", DEBUG, "--data.url", "null", *FAST, *flags], work)
     else:
         proc = fit_here(tmp_path, *LOG_PLACES[place], "--checkpoint.dirpath", "ck")
     line = one_line_error(proc)

@@ -14,8 +14,8 @@ from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.cli import CharRNNCLI
 from charrnn.data import CharDataModule
 from charrnn.model import CharRNN
-from tests.helpers import ROOT
-from tests.resume_support import DEBUG, make_work
+from tests.support.paths import DEBUG, ROOT
+from tests.support.resume import make_work
 
 KILLED_SAVE = """
 import os, signal, sys, torch
@@ -66,8 +66,9 @@ def test_the_cli_trainer_saves_through_safe_checkpoint_io(tmp_path, monkeypatch)
 
 
 def test_a_full_disk_is_one_line_leaves_nothing_partial_and_last_resumes_the_newest_whole(tmp_path):
-    """The disk fills up at step 10 between step=10.ckpt and last.ckpt (still at step 5)."""
-    from tests.resume_support import disk_full_at, state, train
+    """The disk fills up at step 10 between step=10.ckpt and last.ckpt (still at step 5). The step save waits
+    for the validation of its step, so val-step=10.ckpt is written before both."""
+    from tests.support.resume import disk_full_at, state, train
 
     work = make_work(tmp_path / "full", every=5, extra_callbacks=disk_full_at(10))
     done = train(work, "--trainer.max_steps", "20", check=False)
@@ -77,7 +78,7 @@ def test_a_full_disk_is_one_line_leaves_nothing_partial_and_last_resumes_the_new
     assert last_line.startswith(f"error: no space left writing {work / 'ckpt' / 'last.ckpt'}; nothing partial")
     assert "--ckpt_path last" in last_line
     left = sorted(p.name for p in (work / "ckpt").iterdir() if p.name != ".lock")  # the run lock (RunDirectory)
-    assert left == ["last.ckpt", "step=10.ckpt", "step=5.ckpt"]  # no partial .last.ckpt.tmp-PID
+    assert left == ["last.ckpt", "step=10.ckpt", "step=5.ckpt", "val-step=10.ckpt"]  # no partial .last.ckpt.tmp-PID
     assert state(work / "ckpt" / "last.ckpt")["global_step"] == 5
     assert state(work / "ckpt" / "step=10.ckpt")["global_step"] == 10
 

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import csv
 import math
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 
-from charrnn.callbacks import StopCheckpoint, TextSamples
+from charrnn.callbacks import StopCheckpoint
 from charrnn.ckpt.load import read_model
 from charrnn.ckpt.write import SafeCheckpointIO
 from charrnn.cli import cli_main
-from tests.helpers import ROOT, TINY_TEXT, run_ok
+from tests.support.paths import ROOT
+from tests.support.processes import run, run_ok
+from tests.support.texts import TINY_TEXT
 
 DEBUG = str(ROOT / "configs" / "debug.yaml")
 
 
 def test_fit_writes_the_configured_checkpoints(debug_run):
     names = sorted(p.name for p in (debug_run / "checkpoints" / "debug").iterdir())
-    assert {"last.ckpt", "step=10.ckpt", "step=20.ckpt", "step=30.ckpt"} <= set(names)
+    assert [n for n in names if not n.startswith("best-")] == [".lock", "last.ckpt", "step=10.ckpt", "step=20.ckpt",
+                                                                "step=30.ckpt"]
     best = [n for n in names if n.startswith("best-")]
     assert len(best) == 2 and all("-val_loss=" in n for n in best)
 
@@ -67,7 +68,7 @@ def test_sample_py_is_repeatable_with_a_seed(debug_run):
 def test_sample_py_explains_a_bad_checkpoint(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
-    proc = subprocess.run([sys.executable, str(ROOT / "sample.py"), "--ckpt", str(bad)], capture_output=True, text=True)
+    proc = run([str(ROOT / "sample.py"), "--ckpt", str(bad)], ROOT)
     assert proc.returncode == 2 and "bad.ckpt" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -193,35 +194,35 @@ def test_checkpoint_and_sample_intervals_are_flags(tmp_path, monkeypatch, capsys
     assert cli.trainer.global_step == 15
 
 
-OLD_STYLE = """\
+OWN_CALLBACK = """\
 trainer:
   callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        dirpath: old
-        filename: "s{step}"
-        every_n_train_steps: 3
-        save_top_k: -1
-        auto_insert_metric_name: false
-    - class_path: charrnn.callbacks.TextSamples
-      init_args:
-        every_n_steps: 0
+    - class_path: {class_path}
+      init_args: {{}}
 """
 
 
-def test_a_config_with_its_own_callbacks_list_still_works_and_the_groups_step_aside(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("class_path", "said"), [
+    ("lightning.pytorch.callbacks.ModelCheckpoint", "a ModelCheckpoint: its settings belong in the config's "
+     "checkpoint: or best_checkpoints: section (--checkpoint.*, --best_checkpoints.*)"),
+    ("charrnn.callbacks.UpToDateCheckpoint", "a UpToDateCheckpoint: its settings belong in the config's "
+     "checkpoint: or best_checkpoints: section (--checkpoint.*, --best_checkpoints.*)"),
+    ("charrnn.callbacks.TextSamples", "a TextSamples: its settings belong in the config's samples: section "
+     "(--samples.*)"),
+], ids=["lightnings-ModelCheckpoint", "ours", "TextSamples"])
+def test_a_config_listing_a_groups_callback_in_trainer_callbacks_is_refused_in_one_line(tmp_path, monkeypatch,
+                                                                                        capsys, class_path, said):
+    """As configs did before the groups: it would train with two that disagree, so it is refused before training."""
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
-    (tmp_path / "old.yaml").write_text(OLD_STYLE)
+    (tmp_path / "old.yaml").write_text(OWN_CALLBACK.format(class_path=class_path))
     monkeypatch.chdir(tmp_path)
-    with pytest.warns(UserWarning, match=r"--checkpoint\.\* is not used: trainer.callbacks lists its own "
-                                         r"ModelCheckpoint\. Move its settings to the checkpoint: section"):
-        cli = cli_main(["fit", "--config", DEBUG, "--config", "old.yaml", "--data.input_txt", "tiny.txt",
-                        "--data.url", "null", "--trainer.max_steps", "6", "--trainer.logger", "false"])
-    assert sorted(p.name for p in (tmp_path / "old").glob("*.ckpt")) == ["s3.ckpt", "s6.ckpt"]
-    assert not (tmp_path / "checkpoints").exists()
-    samplers = [cb for cb in cli.trainer.callbacks if isinstance(cb, TextSamples)]
-    assert [s.every_n_steps for s in samplers] == [0]
-    assert not any(isinstance(cb, StopCheckpoint) for cb in cli.trainer.callbacks)  # as that config had it
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["fit", "--config", DEBUG, "--config", "old.yaml", "--data.input_txt", "tiny.txt",
+                  "--data.url", "null", "--trainer.max_steps", "2", "--trainer.logger", "false"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: trainer.callbacks lists {said}; move them there and remove it from trainer.callbacks")
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 @pytest.mark.parametrize("command", ["validate", "fit"])

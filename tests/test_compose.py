@@ -17,25 +17,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.compose import command, dockerfile_instructions, interpolate, load
+from tests.support.paths import ROOT
+
 COMPOSE_FILES = ("compose.yaml", "compose.gpu.yaml")
 DATA_MOUNT = "${DATA_DIR:-./data}:/data"
-
-
-def load(name: str) -> dict:
-    return yaml.safe_load((ROOT / name).read_text())
-
-
-def interpolate(value: str, env: Mapping[str, str]) -> str:
-    """Compose's variable interpolation, the forms compose.yaml uses: ``${NAME:-default}`` and ``$$``."""
-    value = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], value)
-    return value.replace("$$", "$")
-
-
-def command(name: str, env: Mapping[str, str] = {}) -> list[str]:  # noqa: B006 (read only)
-    return [interpolate(arg, env) for arg in load("compose.yaml")["services"][name]["command"]]
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +90,6 @@ def test_gpu_override_reserves_gpus_for_training_on_the_cuda_image() -> None:
     assert train["build"]["args"]["TORCH_INDEX"] == "https://pypi.org/simple"
     (device,) = train["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-
-
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return [tuple(line.split(None, 1)) for line in lines]
 
 
 def copied_to_app() -> set[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,9 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_compose import command, dockerfile_instructions
+from tests.support.compose import command, dockerfile_instructions
+from tests.support.paths import ROOT
+from tests.support.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 CORPUS = "tiny-shakespeare.txt"
 TINY_TRAINING = (
     "--trainer.accelerator cpu --trainer.max_steps 4 --trainer.val_check_interval 2 --trainer.limit_val_batches 1 "
@@ -139,12 +139,6 @@ def test_sample_reads_the_last_checkpoint(trained: tuple[Path, Path]) -> None:
     text = run_service("sample", data, tmp_path)
     assert len(text) == 500 + 1  # --length 500, then a newline
     assert set(text) <= set((data / CORPUS).read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_json(server: subprocess.Popen, url: str, seconds: float = 90) -> object:

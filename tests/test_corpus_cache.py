@@ -14,7 +14,7 @@ from charrnn.data import CharDataModule
 from charrnn.errors import UsageError
 from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
-from tests.helpers import ROOT
+from tests.support.paths import ROOT
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from charrnn.ckpt.load import read_checkpoint, read_model
 from charrnn.cli import cli_main
 from charrnn.events import read_scalars
 from charrnn.sampling import encode_prime, generate_text
-from tests.helpers import ROOT
+from tests.support.paths import ROOT
 
 DEBUG = str(ROOT / "configs" / "debug.yaml")
 FIRST, RESUMED = 40, 60  # steps of the first run, and where the resumed run stops

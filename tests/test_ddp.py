@@ -1,16 +1,12 @@
 """DDP on CPU: two processes (gloo) launched by ``train.py`` through Lightning, or two "nodes" on
 127.0.0.1 started by torchrun or by Lightning from MASTER_ADDR/MASTER_PORT/NODE_RANK. Each run is a
-subprocess under a timeout; ``tests.ddp_support.Record`` writes what every process saw to
+subprocess under a timeout; ``tests.support.ddp.Record`` writes what every process saw to
 ``rec/rank<R>.json``."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -18,39 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.ddp_support import flat_params
-from tests.helpers import ROOT, TINY_TEXT
-
-BATCH, SEQ = 2, 64  # streams per process, characters per step
-TIMEOUT = 120
-
-
-def train_args(*extra: str, ddp: bool = True) -> list[str]:
-    overlay = ["--config", str(ROOT / "configs" / "ddp.yaml"), "--trainer.devices", "2"] if ddp else []
-    return [str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / "debug.yaml"), *overlay,
-            "--trainer.accelerator", "cpu", "--data.input_txt", "tiny.txt", "--data.url", "null",
-            "--data.batch_size", str(BATCH), "--data.seq_length", str(SEQ), *extra]
-
-
-def record(out_dir: str = "rec") -> list[str]:
-    return ["--trainer.callbacks+=tests.ddp_support.Record", "--trainer.callbacks.out_dir", out_dir]
-
-
-def env() -> dict[str, str]:
-    # One thread per process (2 cores); tests.ddp_support must import in every process.
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1"}
-
-
-def launch(args: list[str], cwd: Path, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env(), capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def launch_ok(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    proc = launch(args, cwd)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+from tests.support.ddp import SEQ, TIMEOUT, flat_params, record, train_args
+from tests.support.processes import finish, free_port, run, run_ok, start
+from tests.support.texts import TINY_TEXT
 
 
 def ranks(work: Path, out_dir: str = "rec") -> list[dict]:
@@ -70,8 +36,8 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One whole epoch (18 steps) on 2 processes, validating every 6 steps; checkpoints every 10."""
     work = tmp_path_factory.mktemp("ddp")
     (work / "tiny.txt").write_text(TINY_TEXT)
-    launch_ok(train_args("--trainer.max_epochs", "1", "--trainer.max_steps", "-1",
-                         "--trainer.val_check_interval", "6", *record()), work)
+    run_ok(train_args("--trainer.max_epochs", "1", "--trainer.max_steps", "-1",
+                      "--trainer.val_check_interval", "6", *record()), work, TIMEOUT)
     return work
 
 
@@ -117,8 +83,8 @@ def test_validation_is_synced_so_every_rank_keeps_the_same_best_checkpoint(ddp_r
 def test_a_ddp_checkpoint_resumes_mid_epoch_on_two_processes(ddp_run, tmp_path):
     work = fresh_dir(tmp_path / "resume2", ddp_run)
     ckpt = ddp_run / "checkpoints" / "debug" / "step=10.ckpt"
-    launch_ok(train_args("--trainer.max_epochs", "1", "--trainer.max_steps", "-1", "--ckpt_path", str(ckpt),
-                         *record()), work)
+    run_ok(train_args("--trainer.max_epochs", "1", "--trainer.max_steps", "-1", "--ckpt_path", str(ckpt),
+                      *record()), work, TIMEOUT)
     before, after = ranks(ddp_run), ranks(work)
     for b, a in zip(before, after, strict=True):
         assert a["global_step"] == 18
@@ -132,7 +98,8 @@ def test_a_ddp_checkpoint_resumes_mid_epoch_on_two_processes(ddp_run, tmp_path):
 def test_a_ddp_checkpoint_resumes_on_one_process(ddp_run, tmp_path):
     work = fresh_dir(tmp_path / "resume1", ddp_run)
     ckpt = ddp_run / "checkpoints" / "debug" / "step=10.ckpt"
-    proc = launch_ok(train_args("--trainer.max_steps", "14", "--ckpt_path", str(ckpt), *record(), ddp=False), work)
+    proc = run_ok(train_args("--trainer.max_steps", "14", "--ckpt_path", str(ckpt), *record(), ddp=False), work,
+                  TIMEOUT)
     rec = json.loads((work / "rec" / "rank0.json").read_text())
     assert rec["world_size"] == 1 and rec["global_step"] == 14 and len(rec["batches"]) == 4
     assert all(np.isfinite(rec["losses"]))
@@ -142,26 +109,21 @@ def test_a_ddp_checkpoint_resumes_on_one_process(ddp_run, tmp_path):
 @pytest.mark.slow
 def test_one_failing_rank_ends_the_job_without_a_hang(ddp_run, tmp_path):
     work = fresh_dir(tmp_path / "fail", ddp_run)
-    args = train_args("--trainer.max_steps", "50", "--trainer.callbacks+=tests.ddp_support.FailOnRank",
+    args = train_args("--trainer.max_steps", "50", "--trainer.callbacks+=tests.support.ddp.FailOnRank",
                       "--trainer.callbacks.rank", "1", "--trainer.callbacks.step", "3")
-    proc = launch(args, work, timeout=60)  # a hang raises TimeoutExpired and fails the test
+    proc = run(args, work, timeout=60)  # a hang raises TimeoutExpired and fails the test
     assert proc.returncode != 0
     assert "deliberate failure on rank 1 at step 3" in proc.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def node_command(launcher: str, rank: int, port: str) -> tuple[list[str], dict[str, str]]:
-    """How node ``rank`` of 2 starts: under torchrun, or by Lightning itself from the MASTER_*/NODE_RANK env."""
+    """How node ``rank`` of 2 starts (its arguments and environment variables): under torchrun, or by Lightning
+    itself from the MASTER_*/NODE_RANK env."""
     train = train_args("--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.max_steps", "4", *record())
     if launcher == "torchrun":
         return ["-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank),
-                "--master_addr", "127.0.0.1", "--master_port", port, *train], env()
-    return train, {**env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(rank)}
+                "--master_addr", "127.0.0.1", "--master_port", port, *train], {}
+    return train, {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(rank)}
 
 
 @pytest.mark.slow
@@ -172,14 +134,13 @@ def test_two_nodes_on_localhost(ddp_run, tmp_path, launcher):
     nodes = []
     for rank in range(2):
         args, node_env = node_command(launcher, rank, port)
-        nodes.append(subprocess.Popen([sys.executable, *args], cwd=work, env=node_env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True))
+        nodes.append(start(args, work, node_env))
     try:
-        errors = [node.communicate(timeout=TIMEOUT)[1] for node in nodes]
+        done = [finish(node, check=False, timeout=TIMEOUT) for node in nodes]
     finally:
         for node in nodes:
             node.kill()
-    assert [node.returncode for node in nodes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    assert [node.returncode for node in done] == [0, 0], done[0].stderr[-2000:] + done[1].stderr[-2000:]
     r0, r1 = ranks(work)
     assert r0["world_size"] == r1["world_size"] == 2 and r0["global_step"] == r1["global_step"] == 4
     assert torch.equal(flat_params(r0), flat_params(r1))

@@ -12,7 +12,8 @@ import torch
 
 from charrnn.callbacks.divergence import loss_limit
 from charrnn.cli import cli_main
-from tests.helpers import ROOT, TINY_TEXT
+from tests.support.paths import ROOT
+from tests.support.texts import TINY_TEXT
 
 DEBUG = str(ROOT / "configs" / "debug.yaml")
 

@@ -16,8 +16,8 @@ from charrnn.ckpt.load import CheckpointError, read_model
 from charrnn.export import main
 from charrnn.preprocess import PreprocessSettings, preprocess
 from charrnn.vocab import Vocab
-from tests.helpers import ROOT
-from tests.resume_support import fit_in, make_work
+from tests.support.paths import ROOT
+from tests.support.resume import fit_in, make_work
 
 
 @pytest.fixture(scope="module")

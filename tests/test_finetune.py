@@ -13,7 +13,7 @@ import pytest
 
 from charrnn.export import export
 from charrnn.vocab import Vocab
-from tests.resume_support import fit_in, make_work, same_tensors, state
+from tests.support.resume import fit_in, make_work, same_tensors, state
 
 NEW_TEXT = "Zounds! The queen's #1 sword, quoth he: 42 crowns.\n" * 40  # Z ' # 1 4 2 : are new
 

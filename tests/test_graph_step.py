@@ -17,7 +17,7 @@ from charrnn.graph_step import Clip, GraphStep, portable_optimizer_state
 from charrnn.model import CharRNN
 from charrnn.net import CharRNNNet
 from charrnn.net_spec import Architecture
-from tests.helpers import TINY_TEXT
+from tests.support.texts import TINY_TEXT
 
 
 class Losses(L.Callback):
@@ -56,7 +56,7 @@ def test_the_static_step_trains_as_lightnings_own(tmp_path, eager):
     ref_model, ref, ref_trainer = eager
     assert trainer.global_step == ref_trainer.global_step == 14  # Lightning counts the steps the graph makes
     assert losses.losses == ref.losses
-    assert len(losses.grad_norms) == len(ref.grad_norms) > 3
+    assert len(losses.grad_norms) == len(ref.grad_norms) > 3  # a bound: only that the comparison below is not empty
     assert losses.grad_norms == pytest.approx(ref.grad_norms, rel=1e-6)
     assert max(ref.grad_norms) > 0.2  # clipping did act
     for a, b in zip(model.state_dict().values(), ref_model.state_dict().values(), strict=True):

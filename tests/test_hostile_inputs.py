@@ -21,7 +21,9 @@ from charrnn.export import main as export_main
 from charrnn.sample_cli import main as sample_main
 from charrnn.server.cli import main as serve_main
 from charrnn.vocab import Vocab
-from tests.helpers import ROOT, TINY_TEXT
+from tests.support.paths import ROOT
+from tests.support.processes import run
+from tests.support.texts import TINY_TEXT
 
 GUARD_S = 20.0  # after this a reader still waiting on the pipe is let go, so old code fails instead of hanging
 
@@ -218,8 +220,7 @@ BILLION_LAUGHS = "\n".join(
 
 def test_a_billion_laughs_config_is_refused_at_once(work):
     (work / "laughs.yaml").write_text(BILLION_LAUGHS)
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *train("--config", "laughs.yaml")], cwd=work,
-                          capture_output=True, text=True, timeout=60)
+    proc = run([str(ROOT / "train.py"), *train("--config", "laughs.yaml")], work, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: --config laughs.yaml expands to more than 100,000 values through its aliases (*name); write the "

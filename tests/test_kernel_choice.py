@@ -18,7 +18,8 @@ from charrnn.model import CharRNN
 from charrnn.net import CharRNNNet
 from charrnn.net_spec import Architecture
 from charrnn.stepper import choose_products
-from tests.helpers import AVX2_ONLY, ROOT
+from tests.support.paths import ROOT
+from tests.support.processes import AVX2_ONLY
 
 
 def test_the_default_stays_unless_another_candidate_is_clearly_faster():
@@ -57,7 +58,7 @@ def test_the_cpu_flags_that_matter_are_read_from_cpuinfo(tmp_path):
 
 
 def test_the_avx2_switches_give_an_avx2_only_cpu():
-    """What tests/helpers.py's AVX2_ONLY does, checked rather than assumed: ATen's kernels are AVX2's, and
+    """What tests/support/'s AVX2_ONLY does, checked rather than assumed: ATen's kernels are AVX2's, and
     oneDNN has no bfloat16 LSTM (as on a real AVX2 CPU), while a GRU still runs under autocast."""
     code = ("import json, torch; from charrnn.kernel_choice import lowp_lstm_runs; "
             "gru = torch.nn.GRU(4, 4, batch_first=True); ac = torch.autocast('cpu', dtype=torch.bfloat16); "
@@ -141,7 +142,7 @@ def test_the_server_takes_the_faster_products_it_measured(monkeypatch):
     (["--int8"], "int8 products (--int8)"),
 ])
 def test_the_server_start_line_says_which_products_and_why(tmp_path, flags, said):
-    from tests.server_support import CORPUS, running_server, train_tiny_checkpoint
+    from tests.support.server import CORPUS, running_server, train_tiny_checkpoint
 
     ckpt = train_tiny_checkpoint(tmp_path / "tiny.ckpt", CORPUS, steps=5)
     log = tmp_path / "server.log"

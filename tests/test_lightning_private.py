@@ -113,7 +113,8 @@ def test_save_last_writes_last_ckpt_now(tmp_path):
         probe = AtBatchEnd(save_at_third)
         fit(Probe(lambda _: None), tmp_path, callbacks=[checkpoint, probe], max_steps=5)
     assert probe.answers[:4] == [0, 0, 3, 3]
-    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] >= 3
+    # Lightning's own class writes no last.ckpt at the end of a run that saved one (ours does: model_checkpoint.py)
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 
 def test_attached_trainer(tmp_path):
@@ -158,9 +159,8 @@ def test_the_cli_internals_the_callback_groups_use():
 
     from lightning.pytorch.cli import LightningCLI
 
-    with still_there("build_trainer / subcommand_defaults"):
+    with still_there("build_trainer"):
         assert list(inspect.signature(LightningCLI._instantiate_trainer).parameters) == ["self", "config", "callbacks"]
-        assert list(inspect.signature(LightningCLI._parser).parameters) == ["self", "subcommand"]
 
 
 def test_lightning_cli_applies_ckpt_path_in_the_step_we_replace():

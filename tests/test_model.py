@@ -178,7 +178,7 @@ def test_logged_training_scalars_belong_to_the_step_they_are_logged_at(tmp_path)
     import math
 
     from charrnn.data import CharDataModule
-    from tests.helpers import TINY_TEXT
+    from tests.support.texts import TINY_TEXT
 
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
     dm = CharDataModule(str(tmp_path / "tiny.txt"), batch_size=4, seq_length=16, url=None)
@@ -197,7 +197,7 @@ def test_logged_training_scalars_belong_to_the_step_they_are_logged_at(tmp_path)
 
 def test_log_every_n_steps_0_trains_and_writes_no_training_scalars(tmp_path):
     from charrnn.data import CharDataModule
-    from tests.helpers import TINY_TEXT
+    from tests.support.texts import TINY_TEXT
 
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
     dm = CharDataModule(str(tmp_path / "tiny.txt"), batch_size=4, seq_length=16, url=None)

@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 
 from charrnn.kernel_choice import lowp_lstm_runs
-from tests.helpers import AVX2_ONLY, ROOT, TINY_TEXT
-from tests.test_ddp import TIMEOUT, env, record, train_args
+from tests.support.ddp import TIMEOUT, record, train_args
+from tests.support.paths import ROOT
+from tests.support.processes import AVX2_ONLY, run_ok
+from tests.support.texts import TINY_TEXT
 
 FLOAT32_LSTM = "the LSTM layers run in float32"
-
-
-def run(args: list[str], cwd, extra_env: dict[str, str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env={**env(), **extra_env}, capture_output=True,
-                          text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 @pytest.mark.parametrize("cpu", ["this CPU", "AVX2 only"])
@@ -31,9 +24,10 @@ def test_an_lstm_trains_resumes_and_samples_in_mixed_precision(tmp_path, precisi
     float32_lstm = cpu == "AVX2 only" or not lowp_lstm_runs()
     (tmp_path / "tiny.txt").write_text(TINY_TEXT)
     flags = ["--model.model_type", "lstm", "--trainer.precision", precision, "--checkpoint.every_n_train_steps", "6"]
-    first = run(train_args(*flags, "--trainer.max_steps", "6", *record("rec1"), ddp=False), tmp_path, extra_env)
-    again = run(train_args(*flags, "--trainer.max_steps", "12", "--ckpt_path", "last", *record("rec2"), ddp=False),
-                tmp_path, extra_env)
+    first = run_ok(train_args(*flags, "--trainer.max_steps", "6", *record("rec1"), ddp=False), tmp_path, TIMEOUT,
+                   extra_env)
+    again = run_ok(train_args(*flags, "--trainer.max_steps", "12", "--ckpt_path", "last", *record("rec2"),
+                              ddp=False), tmp_path, TIMEOUT, extra_env)
     for proc, out_dir, steps in ((first, "rec1", 6), (again, "rec2", 6)):
         rec = json.loads((tmp_path / out_dir / "rank0.json").read_text())
         assert rec["precision"] == "bf16-mixed"  # on a CPU Lightning runs 16-mixed as bf16-mixed
@@ -41,6 +35,6 @@ def test_an_lstm_trains_resumes_and_samples_in_mixed_precision(tmp_path, precisi
         assert (FLOAT32_LSTM in proc.stderr) == float32_lstm
     assert rec["losses"][-1] < json.loads((tmp_path / "rec1" / "rank0.json").read_text())["losses"][0]
     ckpt = tmp_path / "checkpoints" / "debug" / "last.ckpt"
-    out = run([str(ROOT / "sample.py"), "--ckpt", str(ckpt), "--start_text", "First", "--length", "40",
-               "--seed", "0"], tmp_path, extra_env).stdout
-    assert out.startswith("First") and len(out.rstrip("\n")) >= 40
+    out = run_ok([str(ROOT / "sample.py"), "--ckpt", str(ckpt), "--start_text", "First", "--length", "40",
+                  "--seed", "0"], tmp_path, TIMEOUT, extra_env).stdout
+    assert out.startswith("First") and len(out) == len("First") + 40 + 1  # the start, 40 new characters, a newline

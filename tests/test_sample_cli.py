@@ -95,7 +95,7 @@ def test_a_reader_that_stops_early_gets_no_traceback(ckpt):
     import subprocess
     import sys
 
-    from tests.helpers import ROOT
+    from tests.support.paths import ROOT
 
     proc = subprocess.Popen([sys.executable, "sample.py", "--ckpt", ckpt, "--length", "200000", "--seed", "1"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

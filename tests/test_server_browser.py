@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_support import ROOT, lowercase_checkpoint, running_server
+from tests.support.paths import ROOT
+from tests.support.server import lowercase_checkpoint, running_server
 
 BROWSER_DIR = ROOT / "tests" / "browser"
 

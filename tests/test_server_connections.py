@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.server_support import assert_error, lowercase_checkpoint, raw_get, running_server, wait_for_pending
+from tests.support.server import assert_error, lowercase_checkpoint, raw_get, running_server, wait_for_pending
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.server_support import ROOT, free_port, lowercase_checkpoint
+from tests.support.paths import ROOT
+from tests.support.processes import free_port
+from tests.support.server import lowercase_checkpoint
 
 
 def test_sigterm_ends_the_server_with_status_0_and_the_start_line_names_the_public_address(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import pytest
 
-from tests.server_support import assert_error, lowercase_checkpoint, raw_get, running_server
+from tests.support.server import assert_error, lowercase_checkpoint, raw_get, running_server
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from charrnn.server import capacity as capacity_module
 from charrnn.server.app import create_app
 from charrnn.server.loading import load_served_model
 from charrnn.server.options import Limits
-from tests.server_support import (
+from tests.support.server import (
     CORPUS,
     assert_error,
     lowercase_checkpoint,

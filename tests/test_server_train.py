@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
 import pytest
 
-from tests.server_support import CORPUS, ROOT, raw_get, running_server
+from tests.support.paths import ROOT
+from tests.support.processes import run_ok
+from tests.support.server import CORPUS, raw_get, running_server
 
 
 @pytest.mark.slow
@@ -16,8 +15,7 @@ def test_a_checkpoint_written_by_train_py_is_served(tmp_path):
     (tmp_path / "corpus.txt").write_text(CORPUS)
     args = [str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / "debug.yaml"), "--data.input_txt",
             "corpus.txt", "--data.url", "null", "--trainer.max_steps", "10", "--trainer.enable_progress_bar", "false"]
-    fit = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert fit.returncode == 0, fit.stderr[-3000:]
+    run_ok(args, tmp_path, timeout=600)
     ckpt = tmp_path / "checkpoints" / "debug" / "last.ckpt"
     # A mixed-case model: served without lowercasing, and with a rule loose enough for 10 steps of training.
     with running_server(ckpt, "--no-lowercase", "--min-words", "0", "--max-chars", "20") as url:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from charrnn.callbacks import stop_checkpoint
-from tests.resume_support import fit_in, make_work, signal_at, start, state, train
-from tests.stop_support import SlowValidation, TouchAt, entry
+from tests.support.resume import fit_in, make_work, signal_at, start, state, train
+from tests.support.stop import SlowValidation, TouchAt, entry
 
 BOUND_S = 30  # from the signal to the process's end, on a loaded 2-core machine; it was never, before
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.resume_support import make_work, signal_at, state, train
+from tests.support.resume import make_work, signal_at, state, train
 
 DEFAULTED = "`weights_only` was not set"
 

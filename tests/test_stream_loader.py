@@ -57,7 +57,7 @@ def test_making_the_iterator_leaves_the_global_rng_alone():
 def test_the_cli_keeps_lightning_from_replacing_the_sampler(capsys):
     """Under DDP Lightning would swap in a DistributedSampler, which the resumable loader refuses."""
     from charrnn.cli import cli_main
-    from tests.resume_support import DEBUG
+    from tests.support.paths import DEBUG
 
     with pytest.raises(SystemExit):
         cli_main(["fit", "--config", DEBUG, "--print_config"])

@@ -20,27 +20,10 @@ from torch.utils.tensorboard import SummaryWriter
 from charrnn.errors import UsageError
 from charrnn.tune import budget, trial
 from charrnn.tune.space import load_space, nest
-from tests.helpers import ROOT, TINY_TEXT, run_ok
-
-# Trials of configs/debug.yaml's size on the tiny corpus, four validations each, a second of training.
-SPACE = """
-space:
-  model.model_type: {choices: [gru, lstm]}
-  model.wordvec_size: 16
-  model.rnn_size: {choices: [16, 32]}
-  model.num_layers: 1
-  model.dropout: {low: 0.0, high: 0.3}
-  model.weight_decay: null
-  model.learning_rate: {low: 0.001, high: 0.02, log: true}
-  model.lr_schedule: null
-  model.warmup_steps: null
-  model.min_lr_ratio: null
-  model.state_reset_prob: null
-  data.batch_size: {choices: [4, 8]}
-  data.seq_length: 16
-reports: 4
-pruner: {min_resource: 1, reduction_factor: 2}
-"""
+from tests.support.paths import ROOT
+from tests.support.processes import run, run_ok
+from tests.support.texts import TINY_TEXT
+from tests.support.tune import SPACE
 
 
 @pytest.fixture
@@ -157,7 +140,7 @@ def test_a_failed_fit_is_told_in_one_line(code, log, reason):
                                                             "cannot open it"),
 ])
 def test_a_wrong_command_is_one_line_and_status_2(work, args, words):
-    proc = subprocess.run([sys.executable, *tune_args(*args)], cwd=work, capture_output=True, text=True)
+    proc = run(tune_args(*args), work)
     assert proc.returncode == 2 and words in proc.stderr, proc.stderr[-2000:]
 
 
@@ -165,7 +148,7 @@ def test_a_study_is_not_continued_with_another_training_budget(work):
     (work / "out").mkdir()
     optuna.create_study(study_name="t", storage=f"sqlite:///{work / 'out' / 'study.db'}").set_user_attr(
         "train_budget_s", 300.0)
-    proc = subprocess.run([sys.executable, *tune_args()], cwd=work, capture_output=True, text=True)
+    proc = run(tune_args(), work)
     assert proc.returncode == 2 and "--study t was searched for a training budget of 5m00s; give another --study " \
         "for --train_budget 0m01s" in proc.stderr, proc.stderr[-2000:]
 
@@ -186,9 +169,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(work
     (work / "space.yaml").write_text(wider)
     study.enqueue_trial({"trainer.accumulate_grad_batches": 0})  # refused by train.py fit
     study.enqueue_trial({"trainer.accumulate_grad_batches": 1})
-    proc = subprocess.run([sys.executable, *tune_args("--trials", "2")], cwd=work, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_ok(tune_args("--trials", "2"), work, timeout=600)
     trials = load(work).trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
     assert trials[0].user_attrs["fail_reason"].startswith("error: --trainer.accumulate_grad_batches 0")

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import optuna
 import pytest
 
-from tests.helpers import ROOT, TINY_TEXT
-from tests.test_tune import SPACE
+from tests.support.paths import DEBUG
+from tests.support.processes import finish, start
+from tests.support.texts import TINY_TEXT
+from tests.support.tune import SPACE
 
 URL_VARIABLE = "CHARRNN_TEST_POSTGRES_URL"
 
@@ -39,19 +40,17 @@ def test_two_workers_share_one_study_and_run_each_trial_once(tmp_path: Path, pos
     study = f"test-{uuid.uuid4().hex[:12]}"
 
     def worker(name: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "charrnn.tune", "--config", str(ROOT / "configs" / "debug.yaml"), "--space",
-             "space.yaml", "--train_budget", "1s", "--search_budget", "1h", "--trials", "2", "--study", study,
-             "--storage", postgres_url, "--worker", name, "--out", f"out-{name}", "--data.input_txt", "tiny.txt",
-             "--data.url", "null", "--trainer.limit_val_batches", "2"],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return start(["-m", "charrnn.tune", "--config", DEBUG, "--space", "space.yaml", "--train_budget", "1s",
+                      "--search_budget", "1h", "--trials", "2", "--study", study, "--storage", postgres_url,
+                      "--worker", name, "--out", f"out-{name}", "--data.input_txt", "tiny.txt", "--data.url", "null",
+                      "--trainer.limit_val_batches", "2"], tmp_path)
 
     a, b = worker("a"), worker("b")  # at once
-    ended = [(proc.communicate(timeout=900), proc.returncode) for proc in (a, b)]
+    ended = [((done := finish(proc, check=False, timeout=900)).stderr, done.returncode) for proc in (a, b)]
     trials = optuna.load_study(study_name=study, storage=postgres_url).trials
     try:
         states = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
-        for (_, err), code in ended:
+        for err, code in ended:
             assert code == 0, (states, err[-3000:])
         assert sorted(t.number for t in trials) == [0, 1, 2, 3]
         assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials), [t.state.name for t in trials]

@@ -16,7 +16,8 @@ from charrnn.cli import cli_main
 from charrnn.export import main as export_main
 from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
-from tests.helpers import ROOT, TINY_TEXT
+from tests.support.paths import ROOT
+from tests.support.texts import TINY_TEXT
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:

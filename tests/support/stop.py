@@ -37,4 +37,4 @@ class SlowValidation(L.Callback):
 def entry(cls: type, **init_args: object) -> str:
     """An overlay callback entry for one of these classes."""
     args = "".join(f"        {k}: {v}\n" for k, v in init_args.items())
-    return f"    - class_path: tests.stop_support.{cls.__name__}\n      init_args:\n{args}"
+    return f"    - class_path: tests.support.stop.{cls.__name__}\n      init_args:\n{args}"

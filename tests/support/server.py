@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,9 @@ import httpx
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ROOT
+from tests.support.processes import free_port
+
 # Short sentences that end in [.!?] after a few words, so the legacy rule accepts what the model writes.
 CORPUS = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -58,12 +59,6 @@ def lowercase_checkpoint(directory: Path) -> Path:
     if "lower" not in _CHECKPOINTS:
         _CHECKPOINTS["lower"] = train_tiny_checkpoint(directory / "lower.ckpt", CORPUS.lower())
     return _CHECKPOINTS["lower"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -1,5 +1,6 @@
-"""Helpers for the resume and crash tests: a small corpus, a fast overlay on configs/debug.yaml, and
-`python train.py fit` in a fresh process."""
+"""For the resume and crash tests: a small corpus, a fast overlay on configs/debug.yaml, callbacks that
+stop or hinder a run at a known step, `python train.py fit` in a fresh process or in this one, and what
+its logs and checkpoints hold."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from tests.helpers import ROOT
-
-DEBUG = str(ROOT / "configs" / "debug.yaml")
+from tests.support import processes
+from tests.support.paths import DEBUG, ROOT
 
 # Stacked on configs/debug.yaml: a 2-layer model with dropout and state resets (so the RNG matters),
-# a learning rate that steps every epoch (so the schedule matters), a checkpoint every EVERY steps,
-# another after every validation, and losses in a CSV file. One epoch is 17 batches of 4 x 16.
+# a learning rate that steps every epoch (so the schedule matters), losses in a CSV file, and the
+# checkpoint groups every shipped config uses (charrnn.callbacks.UpToDateCheckpoint, StopCheckpoint beside
+# it): step=N.ckpt every EVERY steps with last.ckpt, and val-step=N.ckpt after every validation. One
+# epoch is 17 batches of 4 x 16.
 OVERLAY = """\
 seed_everything: 7
 trainer:
@@ -36,26 +37,14 @@ trainer:
     class_path: lightning.pytorch.loggers.CSVLogger
     init_args:
       save_dir: logs
-  callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        dirpath: ckpt
-        filename: "step={{step}}"
-        every_n_train_steps: {every}
-        save_top_k: -1
-        save_last: true
-        auto_insert_metric_name: false
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        dirpath: ckpt
-        filename: "val-step={{step}}"
-        monitor: val/loss
-        save_top_k: -1
-        auto_insert_metric_name: false
-    - class_path: charrnn.callbacks.StopCheckpoint
-      init_args:
-        dirpath: ckpt
-{extra_callbacks}model:
+  callbacks:{callbacks}
+checkpoint:
+  dirpath: ckpt
+  every_n_train_steps: {every}
+best_checkpoints:
+  filename: "val-step={{step}}"
+  save_top_k: -1
+model:
   rnn_size: 16
   wordvec_size: 8
   num_layers: 2
@@ -98,7 +87,7 @@ class SignalAt(L.Callback):
 
 def signal_at(step: int, signum: int) -> str:
     """An overlay callback entry for SignalAt."""
-    return (f"    - class_path: tests.resume_support.SignalAt\n"
+    return (f"    - class_path: tests.support.resume.SignalAt\n"
             f"      init_args:\n        step: {step}\n        signum: {int(signum)}\n")
 
 
@@ -116,7 +105,7 @@ class WaitFor(L.Callback):
 
 def wait_for(path: Path, step: int = 2) -> str:
     """An overlay callback entry for WaitFor."""
-    return (f"    - class_path: tests.resume_support.WaitFor\n"
+    return (f"    - class_path: tests.support.resume.WaitFor\n"
             f"      init_args:\n        path: {path}\n        step: {step}\n")
 
 
@@ -162,39 +151,27 @@ class _FillingFile:
 
 def disk_full_at(step: int, name: str = "last.ckpt") -> str:
     """An overlay callback entry for DiskFullAt."""
-    return (f"    - class_path: tests.resume_support.DiskFullAt\n"
+    return (f"    - class_path: tests.support.resume.DiskFullAt\n"
             f"      init_args:\n        step: {step}\n        name: {name}\n")
 
 
 def make_work(path: Path, every: int = 1, extra_callbacks: str = "") -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "corpus.txt").write_text(corpus_text())
-    (path / "overlay.yaml").write_text(OVERLAY.format(every=every, extra_callbacks=extra_callbacks))
+    callbacks = f"\n{extra_callbacks}" if extra_callbacks else " []"
+    (path / "overlay.yaml").write_text(OVERLAY.format(every=every, callbacks=callbacks))
     return path
 
 
 def start(work: Path, *args: str) -> subprocess.Popen:
     """Starts ``python train.py fit`` with the debug config and the overlay in ``work`` (a fresh process)."""
-    cmd = [sys.executable, str(ROOT / "train.py"), "fit", "--config", DEBUG, "--config", "overlay.yaml",
-           "--data.input_txt", "corpus.txt", "--data.url", "null", *args]
-    # One thread: tiny models run several times faster without thread contention (and tests run side by side).
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # PYTHONPATH: callbacks in tests/
-    return subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def finish(proc: subprocess.Popen, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    if check:
-        assert proc.returncode == 0, err[-4000:]
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return processes.start([str(ROOT / "train.py"), "fit", "--config", DEBUG, "--config", "overlay.yaml",
+                            "--data.input_txt", "corpus.txt", "--data.url", "null", *args], work)
 
 
 def train(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return finish(start(work, *args), check)
+    """``start``, then waits for its end (with ``check``: a failure unless it exited 0)."""
+    return processes.finish(start(work, *args), check)
 
 
 def losses(work: Path) -> dict[int, str]:

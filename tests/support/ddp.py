@@ -1,4 +1,4 @@
-"""Test-only callbacks for the multi-process tests, loaded by ``train.py`` from the command line.
+"""For the multi-process tests: their ``train.py`` command line, and test-only callbacks that it loads.
 
 ``Record`` writes what each process saw to ``<out_dir>/rank<R>.json``; ``FailOnRank`` makes one
 process raise, to show the others do not hang.
@@ -13,6 +13,24 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from tests.support.paths import DEBUG, ROOT
+
+BATCH, SEQ = 2, 64  # streams per process, characters per step
+TIMEOUT = 120  # seconds for one run of a few steps on 2 processes
+
+
+def train_args(*extra: str, ddp: bool = True) -> list[str]:
+    """``train.py fit`` on tiny.txt with the debug config; with ``ddp``, on 2 CPU processes (configs/ddp.yaml)."""
+    overlay = ["--config", str(ROOT / "configs" / "ddp.yaml"), "--trainer.devices", "2"] if ddp else []
+    return [str(ROOT / "train.py"), "fit", "--config", DEBUG, *overlay,
+            "--trainer.accelerator", "cpu", "--data.input_txt", "tiny.txt", "--data.url", "null",
+            "--data.batch_size", str(BATCH), "--data.seq_length", str(SEQ), *extra]
+
+
+def record(out_dir: str = "rec") -> list[str]:
+    """The flags that add ``Record`` writing into ``out_dir``."""
+    return ["--trainer.callbacks+=tests.support.ddp.Record", "--trainer.callbacks.out_dir", out_dir]
 
 
 class Record(L.Callback):
