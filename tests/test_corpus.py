@@ -11,7 +11,7 @@ import pytest
 
 from charrnn.corpus import Corpus
 from charrnn.errors import UsageError
-from charrnn.preprocess import vocab_digest
+from charrnn.preprocess.record import vocab_digest
 from charrnn.vocab import Vocab
 
 TEXT = "the king and the queen speak of the crown.\n" * 20
@@ -19,7 +19,7 @@ TEXT = "the king and the queen speak of the crown.\n" * 20
 
 def corpus(txt: Path, said: list[str], **settings: object) -> Corpus:
     args = {"input_h5": None, "input_json": None, "val_frac": 0.1, "test_frac": 0.1, "encoding": "utf-8",
-            "vocab_from": None, "unknown": "drop"} | settings
+            "vocab_from": None, "fixed_vocab": None, "unknown": "drop"} | settings
     return Corpus(str(txt), None, info=said.append, warn=said.append, **args)
 
 
@@ -80,7 +80,7 @@ def test_a_fixed_vocabulary_has_files_of_its_own_keyed_by_its_digest(txt, tmp_pa
     vocab = Vocab(sorted(set(TEXT)) + ["z"])
     (tmp_path / "v.json").write_text(json.dumps(vocab.to_json_dict()))
     said: list[str] = []
-    c = corpus(txt, said, vocab_from=str(tmp_path / "v.json"))
+    c = corpus(txt, said, vocab_from=str(tmp_path / "v.json"), fixed_vocab=vocab)
     stem = f"text.vocab-{vocab_digest(vocab)[:8]}"
     assert (c.h5_path.name, c.json_path.name) == (f"{stem}.h5", f"{stem}.json")
     assert c.vocab == vocab.tokens
