@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from charrnn.ckpt import find
+from charrnn.ckpt.load import read_checkpoint
 from charrnn.model import CharRNN
 
 ARCH = {"wordvec_size": 4, "rnn_size": 4, "num_layers": 1}
@@ -105,7 +106,7 @@ def test_only_damaged_checkpoints_is_an_error_naming_them(trainer):
 
 def test_a_checkpoint_of_another_vocabulary_is_refused(tmp_path):
     path = write(tmp_path / "a.ckpt", 3, 1000, model("ab"))
-    ckpt = find.load_checked(path, fitting=True)
+    ckpt = read_checkpoint(path, resuming=True)
     with pytest.raises(find.ResumeError, match=r"belongs to another model \(vocabulary: 2 tokens there, 3 from the "
                                                r"data here\)"):
         find.check_matches(path, ckpt, model("abc"))
@@ -113,11 +114,11 @@ def test_a_checkpoint_of_another_vocabulary_is_refused(tmp_path):
 
 def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
     path = write(tmp_path / "a.ckpt", 3, 1000, model(rnn_size=4))
-    ckpt = find.load_checked(path, fitting=True)
+    ckpt = read_checkpoint(path, resuming=True)
     with pytest.raises(find.ResumeError, match=r"belongs to another model \(rnn_size: 4 there, 8 here\)"):
         find.check_matches(path, ckpt, model(rnn_size=8))
 
 
 def test_the_same_model_passes(tmp_path):
     path = write(tmp_path / "a.ckpt", 3, 1000)
-    find.check_matches(path, find.load_checked(path, fitting=True), model())
+    find.check_matches(path, read_checkpoint(path, resuming=True), model())
