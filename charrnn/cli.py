@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from charrnn import callbacks, finetune, hints, precision, predictions
 from charrnn.atomic import NoSpaceError
 from charrnn.callbacks.run_directory import RunDirectory
+from charrnn.callbacks.stop_checkpoint import stop_at_once_until_the_trainer_listens
 from charrnn.ckpt import find
 from charrnn.ckpt.load import CheckpointError, read_checkpoint
 from charrnn.ckpt.write import SafeCheckpointIO
@@ -245,16 +246,17 @@ def cli_main(args: list[str] | None = None) -> CharRNNCLI:
     threading.excepthook, thread_hook = quiet_cannot_write(threading.excepthook), threading.excepthook
     try:
         check_config_args(sys.argv[1:] if args is None else args, ("model", "data", "trainer", *GROUPS))
-        return CharRNNCLI(
-            CharRNN,
-            CharDataModule,
-            # Rerunning or resuming into the same log directory must not abort on its config.yaml.
-            save_config_kwargs={"overwrite": True},
-            # Each rank reads its own streams (CharDataModule); a DistributedSampler would break them.
-            trainer_defaults={"use_distributed_sampler": False},
-            parser_class=OneLineErrorParser,
-            args=args,
-        )
+        with stop_at_once_until_the_trainer_listens():
+            return CharRNNCLI(
+                CharRNN,
+                CharDataModule,
+                # Rerunning or resuming into the same log directory must not abort on its config.yaml.
+                save_config_kwargs={"overwrite": True},
+                # Each rank reads its own streams (CharDataModule); a DistributedSampler would break them.
+                trainer_defaults={"use_distributed_sampler": False},
+                parser_class=OneLineErrorParser,
+                args=args,
+            )
     except (UsageError, MisconfigurationException) as e:  # ours (CheckpointError included), and the Trainer's
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

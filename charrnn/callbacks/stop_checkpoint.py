@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,6 +27,28 @@ def stop_asked(trainer: L.Trainer) -> bool:
     """Whether a stop was asked: a step that can last long (a text sample) checks it as it goes and returns
     early, so that the stop comes within seconds."""
     return bool(trainer.received_sigterm)
+
+
+def _stop_now(signum: int, frame: FrameType | None) -> None:
+    if signal.getsignal(signum) is _stop_now:  # otherwise a Trainer listens and calls this on its way: it stops
+        raise SIGTERMException
+
+
+@contextmanager
+def stop_at_once_until_the_trainer_listens() -> Iterator[None]:
+    """SIGTERM while the command starts (parsing, reading a checkpoint, loading the corpus) raises
+    ``SIGTERMException`` at once, which the CLI reports as a stop, instead of killing the process without a
+    word. Once a Trainer installs its handler it keeps this one in its chain, where it does nothing: the
+    Trainer stops the run after the current step. Only the main thread may handle signals; elsewhere this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    earlier = signal.signal(signal.SIGTERM, _stop_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
 
 
 class StopCheckpoint(L.Callback):

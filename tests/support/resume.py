@@ -75,20 +75,28 @@ def corpus_text(n_words: int = 225, seed: int = 0) -> str:
 
 
 class SignalAt(L.Callback):
-    """Sends ``signum`` to its own process after optimizer step ``step`` (a kill at a known moment)."""
+    """Sends ``signum`` to its own process at a known moment: after optimizer step ``step``; or, with ``when``
+    "created", as the CLI builds the callbacks (before the Trainer listens for signals); or "setup", as the
+    Trainer sets up (it listens; training has not begun)."""
 
-    def __init__(self, step: int, signum: int = signal.SIGTERM) -> None:
-        self.step, self.signum = step, signum
+    def __init__(self, step: int = 0, signum: int = signal.SIGTERM, when: str = "step") -> None:
+        self.step, self.signum, self.when = step, signum, when
+        if when == "created":
+            os.kill(os.getpid(), signum)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.when == "setup":
+            os.kill(os.getpid(), self.signum)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
-        if trainer.global_step == self.step:
+        if self.when == "step" and trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
 
 
-def signal_at(step: int, signum: int) -> str:
+def signal_at(step: int, signum: int, when: str = "step") -> str:
     """An overlay callback entry for SignalAt."""
     return (f"    - class_path: tests.support.resume.SignalAt\n"
-            f"      init_args:\n        step: {step}\n        signum: {int(signum)}\n")
+            f"      init_args:\n        step: {step}\n        signum: {int(signum)}\n        when: {when}\n")
 
 
 class WaitFor(L.Callback):
