@@ -60,6 +60,26 @@ def test_a_space_file_fixes_drops_and_redraws_flags(tmp_path):
                                                                     "trainer": {"max_steps": 8}}
 
 
+def test_the_share_of_the_budget_is_searched_in_whole_parts_and_the_config_starts_twice(tmp_path):
+    space = load_space()  # the default: 8 parts, a share from 0.25 to 1
+    assert space.share == optuna.distributions.FloatDistribution(0.25, 1.0) and space.reports == 8
+    parts = {share: space.suggest_parts(optuna.trial.FixedTrial({**{k: d.low if hasattr(d, "low") else d.choices[0]
+                                                                    for k, d in space.params.items()},
+                                                                 "train_share": share}))
+             for share in (0.25, 0.3, 0.5, 0.99, 1.0)}
+    assert parts == {0.25: 2, 0.3: 2, 0.5: 4, 0.99: 8, 1.0: 8}
+    own = {"model.rnn_size": 256, "model.model_type": "gru", "data.batch_size": 100}  # 100: not a choice
+    assert space.starts(own) == [{"model.rnn_size": 256, "model.model_type": "gru", "train_share": 1.0},
+                                 {"model.rnn_size": 256, "model.model_type": "gru", "train_share": 0.5}]
+    (tmp_path / "s.yaml").write_text("train_share: {low: 0.75, high: 1}\nreports: 4\n")
+    assert load_space([str(tmp_path / "s.yaml")]).starts({"model.rnn_size": 256}) == [
+        {"model.rnn_size": 256, "train_share": 1.0}]  # half the budget is outside the range
+    (tmp_path / "s.yaml").write_text("train_share: 0.5\nreports: 4\n")
+    fixed = load_space([str(tmp_path / "s.yaml")])
+    assert fixed.share == 0.5 and fixed.starts({"model.rnn_size": 256}) == [{"model.rnn_size": 256}]
+    assert fixed.suggest_parts(optuna.trial.FixedTrial({})) == 2
+
+
 @pytest.mark.parametrize("text, words", [
     ("space:\n  model.dropout: {low: 0.5, high: 0.1}\n", "model.dropout: low 0.5 is above high 0.1"),
     ("space:\n  model.learning_rate: {low: 0, high: 1, log: true}\n", "model.learning_rate: a log scale"),
@@ -67,6 +87,8 @@ def test_a_space_file_fixes_drops_and_redraws_flags(tmp_path):
     ("space:\n  model.rnn_size: {choices: []}\n", "choices must be a non-empty list"),
     ("reports: 0\n", "reports 0"),
     ("spaces: {}\n", "give a mapping with the keys"),
+    ("train_share: 1.5\n", "train_share 1.5: give a share of the training budget in"),
+    ("train_share: {low: 0, high: 1}\n", "train_share .*: give a share of the training budget in"),
 ])
 def test_a_wrong_space_file_is_one_line_naming_what_is_wrong(tmp_path, text, words):
     (tmp_path / "s.yaml").write_text(text)
@@ -165,7 +187,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(work
     (work / "out").mkdir()
     study = optuna.create_study(study_name="t", storage=f"sqlite:///{work / 'out' / 'study.db'}")
     study.set_user_attr("train_budget_s", 1.0)
-    wider = SPACE.replace("\nreports:", "\n  trainer.accumulate_grad_batches: {low: 0, high: 1}\nreports:")
+    wider = SPACE.replace("\ntrain_share:", "\n  trainer.accumulate_grad_batches: {low: 0, high: 1}\ntrain_share:")
     (work / "space.yaml").write_text(wider)
     study.enqueue_trial({"trainer.accumulate_grad_batches": 0})  # refused by train.py fit
     study.enqueue_trial({"trainer.accumulate_grad_batches": 1})
@@ -224,6 +246,25 @@ def test_a_stopped_search_goes_on_from_its_finished_trials_and_its_overlay_train
     assert last["hyper_parameters"]["rnn_size"] == best.params["model.rnn_size"]
     report = (work / "out" / "report.md").read_text()
     assert "the config's own settings" in report and "interrupted" in report
+
+
+@pytest.mark.slow
+def test_a_searched_share_starts_with_the_config_for_the_whole_budget_then_half_of_it(work):
+    """Both trials validate after the same steps (the budget's parts); the second stops halfway, its schedule
+    ending there, and the report says how much of the budget each trained."""
+    searched = SPACE.replace("train_share: 1.0", "train_share: {low: 0.5, high: 1.0}")
+    (work / "space.yaml").write_text(searched.replace("min_resource: 1,", "min_resource: 1000,"))
+    proc = run_ok(tune_args("--trials", "2"), work, timeout=600)
+    whole, half = load(work).trials
+    assert whole.params == {**half.params, "train_share": 1.0} and half.params["train_share"] == 0.5
+    # The budget's part in steps, from the fastest timing of the shape so far (each trial times it again).
+    every = half.user_attrs["val_check_interval"]
+    assert every >= whole.user_attrs["val_check_interval"] and whole.user_attrs["max_steps"] == \
+        4 * whole.user_attrs["val_check_interval"] and half.user_attrs["max_steps"] == 2 * every
+    assert [s for s, _, _ in half.user_attrs["val_curve"]] == [every - 1, 2 * every - 1]  # TensorBoard's step
+    assert len(whole.intermediate_values) == 4 and len(half.intermediate_values) == 2
+    assert f"{2 * every} steps (50% of the budget)" in proc.stdout
+    assert "the config's own settings" in (work / "out" / "report.md").read_text().split("| 1 |")[1]
 
 
 def test_a_trial_whose_worker_died_is_failed_and_queued_again_after_the_grace_period(tmp_path, monkeypatch):

@@ -102,7 +102,7 @@ class Search:
             raise
         root = self.out / "trials" / f"trial-{t.number:04d}"
         shutil.rmtree(root, ignore_errors=True)  # left by a study of the same name that was deleted
-        cmd = trial.fit_command(self.args.config, self.extra, flags, steps, self.space.reports, root)
+        cmd = trial.fit_command(self.args.config, self.extra, flags, steps, t.user_attrs["val_check_interval"], root)
         outcome = trial.Outcome()
 
         def on_validation(k: int, loss: float) -> bool:
@@ -123,7 +123,8 @@ class Search:
 
     def _prepare(self, t: optuna.Trial, flags: dict[str, Any]) -> int:
         """Checks the trial's network as train.py would, times its step and records what it will train: its
-        number of steps."""
+        number of steps (its share of those the budget allows) and the steps between two validations (the
+        budget's part, the same for every trial of this shape)."""
         config = {**self.base, **flags}
         hp = {k.removeprefix("model."): v for k, v in config.items() if k.startswith("model.")}
         try:
@@ -134,9 +135,12 @@ class Search:
             raise trial.TrialFailed(f"error: {e}") from None
         except (ValueError, RuntimeError) as e:  # a network torch refuses, or memory for its step
             raise trial.TrialFailed(f"its step cannot be timed: {type(e).__name__}: {e}") from None
-        steps = budget.steps_for(self.args.train_budget, step_s, self.space.reports)
-        for k, v in {"flags": flags, "max_steps": steps, "val_check_interval": steps // self.space.reports,
-                     "seconds_per_step": step_s, "precision": config["trainer.precision"],
+        interval = budget.steps_for(self.args.train_budget, step_s, self.space.reports) // self.space.reports
+        parts = self.space.suggest_parts(t)
+        steps = parts * interval
+        for k, v in {"flags": flags, "max_steps": steps, "val_check_interval": interval,
+                     "train_share": parts / self.space.reports, "seconds_per_step": step_s,
+                     "precision": config["trainer.precision"],
                      "parameters": parameter_count(Architecture.from_fields(hp, self.vocab_size))}.items():
             t.set_user_attr(k, v)
         return steps
@@ -207,9 +211,8 @@ def _main(args: argparse.Namespace, extra: list[str], argv: list[str] | None) ->
     study, created = open_study(name, open_storage(url), space, (args.seed + zlib.crc32(worker.encode())) % 2**32)
     if created:
         study.set_user_attr("train_budget_s", args.train_budget)
-        first = space.fits(base)
-        if first:
-            study.enqueue_trial(first, user_attrs={"baseline": True})
+        for n, first in enumerate(space.starts(base)):
+            study.enqueue_trial(first, user_attrs={"baseline": n == 0, "own_settings": True})
     elif study.user_attrs.get("train_budget_s") != args.train_budget:
         raise UsageError(f"--study {name} was searched for a training budget of "
                          f"{report.clock(study.user_attrs.get('train_budget_s') or 0)}; give another --study "

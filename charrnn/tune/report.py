@@ -62,10 +62,15 @@ def line(t: FrozenTrial, best: FrozenTrial | None, left_s: float) -> str:
     what = f"val {v:.4f}" if v is not None else "val -"
     if t.state == TrialState.FAIL:
         what += f" ({t.user_attrs.get('fail_reason', '?')})"
-    steps = t.user_attrs.get("max_steps")
     best_text = f"best {best.value:.4f} (trial {best.number})" if best is not None else "best -"
     return (f"trial {t.number:3d} {state:6s} {what}  {settings(t.user_attrs.get('flags', t.params))}  "
-            f"{steps or '?'} steps, {clock(seconds(t))} | {best_text} | {clock(left_s)} left")
+            f"{_steps(t.user_attrs)}, {clock(seconds(t))} | {best_text} | {clock(left_s)} left")
+
+
+def _steps(attrs: dict[str, Any]) -> str:
+    """``1552 steps (50% of the budget)``."""
+    share = attrs.get("train_share")
+    return f"{attrs.get('max_steps') or '?'} steps" + (f" ({share:.0%} of the budget)" if share else "")
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -79,9 +84,10 @@ def overlay(best: FrozenTrial, command: str, train_budget_s: float) -> str:
     steps = int(best.user_attrs["max_steps"])
     flags |= {"trainer.max_steps": steps, "trainer.val_check_interval": int(best.user_attrs["val_check_interval"]),
               "trainer.check_val_every_n_epoch": None}
+    share = float(best.user_attrs.get("train_share", 1.0))
     head = (f"# Tuned by: {command}\n"
-            f"# Trial {best.number}: validation loss {best.value:.4f} after {steps} steps, the steps a "
-            f"{clock(train_budget_s)} training budget allows\n"
+            f"# Trial {best.number}: validation loss {best.value:.4f} after {steps} steps, {share:.0%} of the "
+            f"steps a {clock(train_budget_s)} training budget allows\n"
             f"# ({best.user_attrs.get('seconds_per_step', float('nan')) * 1000:.1f} ms a step measured in "
             f"{best.user_attrs.get('precision')}). Use it after the config it was tuned on:\n"
             f"#   python train.py fit --config BASE.yaml --config tuned.yaml\n")
@@ -93,8 +99,10 @@ def _row(t: FrozenTrial) -> dict[str, Any]:
     return {"number": t.number, "state": t.state.name, "val_loss": value(t), "seconds": round(seconds(t), 1),
             "worker": a.get("worker"), "flags": a.get("flags", t.params), "parameters": a.get("parameters"),
             "max_steps": a.get("max_steps"), "val_check_interval": a.get("val_check_interval"),
+            "train_share": a.get("train_share"),
             "seconds_per_step": a.get("seconds_per_step"),
             "chars_per_sec": a.get("chars_per_sec"), "baseline": bool(a.get("baseline")),
+            "own_settings": bool(a.get("own_settings") or a.get("baseline")),
             "fail_reason": a.get("fail_reason") if t.state == TrialState.FAIL else None,
             "val_curve": a.get("val_curve", []), "retry_of": t.system_attrs.get("failed_trial")}
 
@@ -110,17 +118,19 @@ def write(study: optuna.Study, out: Path, command: str, train_budget_s: float) -
     lines = [f"# Search {study.study_name}", "", f"`{command}`", "",
              f"Training budget {clock(train_budget_s)}; {len(rows)} trials finished. Validation loss is the "
              "best of each trial's validations (nats per character).", "",
-             "| trial | state | val loss | settings | parameters | steps | ms/step | chars/s | time | note |",
+             "| trial | state | val loss | settings | parameters | steps (share of the budget) | ms/step | chars/s "
+             "| time | note |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["val_loss"] is None, r["val_loss"] or 0.0)):
-        note = r["fail_reason"] or ("the config's own settings" if r["baseline"] else "")
+        note = r["fail_reason"] or ("the config's own settings" if r["own_settings"] else "")
         if best is not None and r["number"] == best.number:
             note = ("best; " + note).rstrip("; ")
         val = f"{r['val_loss']:.4f}" if r["val_loss"] is not None else "-"
         sps = f"{r['seconds_per_step'] * 1000:.1f}" if r["seconds_per_step"] else "-"
         cps = f"{r['chars_per_sec']:,.0f}" if r["chars_per_sec"] else "-"
+        steps = f"{r['max_steps'] or '-'}" + (f" ({r['train_share']:.0%})" if r["train_share"] else "")
         lines.append(f"| {r['number']} | {r['state'].lower()} | {val} | {settings(r['flags'])} | "
-                     f"{r['parameters'] or '-'} | {r['max_steps'] or '-'} | {sps} | {cps} | "
+                     f"{r['parameters'] or '-'} | {steps} | {sps} | {cps} | "
                      f"{clock(r['seconds'])} | {note} |")
     lines += ["", "Each trial's validation losses over time (step, seconds, loss) are in report.json; its "
               "TensorBoard run is in trials/trial-NNNN/."]

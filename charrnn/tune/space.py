@@ -14,15 +14,18 @@ import yaml
 from charrnn.errors import UsageError
 
 Value = str | int | float | bool
+SHARE = "train_share"  # not a flag: the share of the training budget a trial trains
 
 
 @dataclass(frozen=True)
 class Space:
-    """``params``: flag -> Optuna distribution; ``fixed``: flag -> value every trial sets; ``reports``: validations
-    per trial; ``pruner``: SuccessiveHalvingPruner's arguments."""
+    """``params``: flag -> Optuna distribution; ``fixed``: flag -> value every trial sets; ``share``: the share
+    of the training budget a trial trains, drawn or fixed; ``reports``: the parts the budget is cut into, a
+    validation after each; ``pruner``: SuccessiveHalvingPruner's arguments."""
 
     params: dict[str, optuna.distributions.BaseDistribution]
     fixed: dict[str, Value] = field(default_factory=dict)
+    share: optuna.distributions.FloatDistribution | float = 1.0
     reports: int = 8
     pruner: dict[str, int] = field(default_factory=dict)
 
@@ -30,6 +33,11 @@ class Space:
         """The flags of one trial: its drawn values, then the fixed ones."""
         drawn = {name: _suggest(trial, name, dist) for name, dist in self.params.items()}
         return {**drawn, **self.fixed}
+
+    def suggest_parts(self, trial: optuna.Trial) -> int:
+        """How many of the budget's ``reports`` parts the trial trains: its share, rounded, at least one."""
+        share = self.share if isinstance(self.share, float) else _suggest(trial, SHARE, self.share)
+        return min(self.reports, max(1, round(float(share) * self.reports)))
 
     def fits(self, values: dict[str, Any]) -> dict[str, Any]:
         """Those of ``values`` (flag -> value) that lie in the space: what a first trial can be given."""
@@ -42,6 +50,14 @@ class Space:
                 except (ValueError, TypeError):
                     pass
         return out
+
+    def starts(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        """The first trials of a new study: the config's own settings (those in the space) for the whole budget,
+        then, when the share is searched, the same for half of it. Random trials follow, then Optuna's own."""
+        own = self.fits(config)
+        if not isinstance(self.share, optuna.distributions.FloatDistribution):
+            return [own] if own else []
+        return [{**own, SHARE: share} for share in (1.0, 0.5) if self.share._contains(share)]  # noqa: SLF001
 
 
 def _suggest(trial: optuna.Trial, name: str, dist: optuna.distributions.BaseDistribution) -> Value:
@@ -81,8 +97,8 @@ def _read(path: Path | str, where: str) -> dict[str, Any]:
         raise UsageError(f"{where} does not exist; give a YAML file like charrnn/tune/space.yaml") from None
     except yaml.YAMLError as e:
         raise UsageError(f"{where} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict) or set(data) - {"space", "reports", "pruner"}:
-        raise UsageError(f"{where}: give a mapping with the keys space, reports and pruner (see "
+    if not isinstance(data, dict) or set(data) - {"space", SHARE, "reports", "pruner"}:
+        raise UsageError(f"{where}: give a mapping with the keys space, {SHARE}, reports and pruner (see "
                          "charrnn/tune/space.yaml)")
     return data
 
@@ -93,12 +109,13 @@ def default_path() -> Path:
 
 def load_space(overlays: list[str] | tuple[str, ...] = ()) -> Space:
     """The default space with each ``--space`` file laid over it, key by key."""
-    merged: dict[str, Any] = {"space": {}, "reports": 8, "pruner": {}}
+    merged: dict[str, Any] = {"space": {}, SHARE: 1.0, "reports": 8, "pruner": {}}
     for path, where in [(default_path(), "charrnn/tune/space.yaml"), *[(p, f"--space {p}") for p in overlays]]:
         data = _read(path, where)
         merged["space"].update(data.get("space") or {})
         merged["pruner"].update(data.get("pruner") or {})
         merged["reports"] = data.get("reports", merged["reports"])
+        merged[SHARE] = data.get(SHARE, merged[SHARE])
     params, fixed = {}, {}
     for flag, spec in merged["space"].items():
         if not isinstance(flag, str) or flag.split(".")[0] not in ("model", "data", "trainer"):
@@ -117,7 +134,23 @@ def load_space(overlays: list[str] | tuple[str, ...] = ()) -> Space:
     if set(pruner) - {"min_resource", "reduction_factor"} or not all(
             isinstance(v, int) and v >= 1 for v in pruner.values()):
         raise UsageError(f"--space: pruner {pruner}: give min_resource and reduction_factor, whole numbers ≥1")
-    return Space(params, fixed, reports, pruner)
+    return Space(params, fixed, _share(merged[SHARE]), reports, pruner)
+
+
+def _share(spec: Any) -> optuna.distributions.FloatDistribution | float:
+    """``train_share``: a number in (0, 1], or a range of them."""
+    def ok(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
+
+    if ok(spec):
+        return float(spec)
+    if isinstance(spec, dict) and set(spec) <= {"low", "high", "log", "step"} and ok(spec.get("low")) and \
+            ok(spec.get("high")):
+        dist = _distribution(SHARE, {**spec, "low": float(spec["low"]), "high": float(spec["high"])}, "--space")
+        assert isinstance(dist, optuna.distributions.FloatDistribution)
+        return dist
+    raise UsageError(f"--space: {SHARE} {spec!r}: give a share of the training budget in (0, 1], or "
+                     "{low: A, high: B} within it")
 
 
 def nest(flags: dict[str, Value]) -> dict[str, Any]:

@@ -27,6 +27,9 @@ from charrnn.tune.space import Space
 HEARTBEAT_S = 10
 GRACE_S = 60
 RETRIES = 3  # a trial interrupted more often than this is left failed
+# Finished trials before TPE models the losses: the queued starts (the config's own settings, for the whole
+# budget and for half of it), then random ones. A short search spends most of its time here: few of them.
+STARTUP_TRIALS = 4
 
 
 def storage_url(storage: str | None, out: Path) -> str:
@@ -67,7 +70,7 @@ def open_study(name: str, storage: RDBStorage, space: Space, seed: int | None) -
     """The study ``name`` in ``storage``, created if it is not there; True if this call created it (the one
     worker that queues the config's own settings as the first trial)."""
     optuna.logging.set_verbosity(logging.ERROR)  # our own line per trial says more, without tracebacks
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=STARTUP_TRIALS)
     pruner = optuna.pruners.SuccessiveHalvingPruner(**{"min_resource": 2, "reduction_factor": 3, **space.pruner})
     try:
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,

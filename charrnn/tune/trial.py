@@ -44,17 +44,18 @@ class Outcome:
     seconds: float = 0.0
 
 
-def fit_command(configs: list[str], extra: list[str], flags: dict[str, object], max_steps: int, reports: int,
+def fit_command(configs: list[str], extra: list[str], flags: dict[str, object], max_steps: int, every: int,
                 root: Path) -> list[str]:
     """The ``train.py fit`` command line of a trial: the user's configs and flags, the trial's settings, its
-    step count and validations, and neither checkpoints nor samples (a trial's result is its losses)."""
+    step count, a validation every ``every`` steps, and neither checkpoints nor samples (a trial's result is
+    its losses)."""
     cmd = [sys.executable, "-c", FIT, "fit"]
     for c in configs:
         cmd += ["--config", c]
     cmd += extra
     for flag, value in flags.items():
         cmd += [f"--{flag}", _text(value)]
-    return cmd + ["--trainer.max_steps", str(max_steps), "--trainer.val_check_interval", str(max_steps // reports),
+    return cmd + ["--trainer.max_steps", str(max_steps), "--trainer.val_check_interval", str(every),
                   "--trainer.check_val_every_n_epoch", "null", "--trainer.enable_checkpointing", "false",
                   "--samples.every_n_steps", "0", "--trainer.enable_progress_bar", "false",
                   "--trainer.default_root_dir", str(root)]

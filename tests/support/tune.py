@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# Trials of configs/debug.yaml's size on the tiny corpus, four validations each, a second of training.
+# Trials of configs/debug.yaml's size on the tiny corpus, four validations each, a second of training (the
+# whole budget: tests that search the share say so).
 SPACE = """
 space:
   model.model_type: {choices: [gru, lstm]}
@@ -18,6 +19,7 @@ space:
   model.state_reset_prob: null
   data.batch_size: {choices: [4, 8]}
   data.seq_length: 16
+train_share: 1.0
 reports: 4
 pruner: {min_resource: 1, reduction_factor: 2}
 """
