@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,11 @@ import torch
 from tests.support.paths import CORPUS_NAME, ROOT
 from tests.support.processes import run_ok
 from tests.support.texts import TINY_TEXT
+
+# A suite started in the background of a non-interactive shell (`bash .ci/run &`, nohup) inherits SIGINT
+# ignored, and so would every training it starts; the tests of Ctrl-C need Python's own handler, here and
+# (a handled signal is reset to its default on exec) in the processes the tests start.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
