@@ -108,6 +108,8 @@ FALSE_ALARMS = (
     r"Checkpoint directory .* exists and is not empty",
     # torch deprecates LeafSpec, which Lightning's CombinedLoader still builds (validate, test, predict).
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # Its size in MB counts 32 bits a weight, which is right: bf16-mixed keeps the weights in float32.
+    r"Precision bf16-mixed is not supported by the model summary",
 )
 TIP = "💡 Tip:"  # the LitLogger advertisement Lightning prints at every Trainer without one
 
