@@ -80,6 +80,7 @@ class Capacity:
         self._lock = threading.Lock()
         self._closing = False
         self._failed: dict[int, tuple[float, str]] = {}  # slot -> when and why its worker could not start
+        self._replacing: set[int] = set()  # slots whose new worker is being started (still the old one there)
         self._workers = [self._start(i) for i in range(workers)]
 
     def _start(self, index: int) -> Worker:
@@ -95,13 +96,22 @@ class Capacity:
                 self._failed[worker.index] = (time.monotonic(), str(error))
                 log.error("%s; starting it again in %.0f s at the earliest", error, RETRY_START)
                 return
+            self._replacing.add(worker.index)
         log.warning("starting a new %s", worker.name)
         self._replace(worker.index)
 
     def _replace(self, index: int) -> None:
-        worker = self._start(index)  # outside the lock: starting a process takes a moment
+        """Starts a new worker in slot ``index``, which the caller has put in ``_replacing``: until it is
+        there, the slot counts as starting."""
+        try:
+            worker = self._start(index)  # outside the lock: starting a process takes a moment
+        except BaseException:
+            with self._lock:
+                self._replacing.discard(index)
+            raise
         with self._lock:
             self._workers[index] = worker
+            self._replacing.discard(index)
             closing = self._closing
         if closing:
             worker.stop()
@@ -113,6 +123,7 @@ class Capacity:
                    if not self._closing and time.monotonic() - when >= RETRY_START]
             for index in due:
                 del self._failed[index]
+            self._replacing.update(due)
         for index in due:
             log.warning("starting %s again", self._workers[index].name)
             self._replace(index)
@@ -128,11 +139,12 @@ class Capacity:
 
     def status(self) -> PoolStatus:
         self._revive()
-        workers = list(self._workers)
+        with self._lock:
+            workers, replacing = list(self._workers), len(self._replacing)
         problems = self._problems()
         if not problems and any(w.closed for w in workers):
             problems.append("a worker stopped; it is being replaced")
-        return PoolStatus(sum(w.serving for w in workers), sum(w.starting for w in workers),
+        return PoolStatus(sum(w.serving for w in workers), sum(w.starting for w in workers) + replacing,
                           "; ".join(problems) or None)
 
     @property
